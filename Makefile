@@ -1,0 +1,41 @@
+# Two entry points for a fresh machine: `make run` (set up + demo end to end)
+# and `make test` (set up + test suite). Both re-use an existing .venv.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+CORES ?= 2
+STAMP := $(VENV)/.installed
+
+.PHONY: setup run test lint format bench clean
+
+setup: $(STAMP)
+
+$(STAMP): envs/requirements.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r envs/requirements.txt
+	$(BIN)/pip install --quiet --no-deps -e .
+	touch $@
+
+run: setup
+	$(BIN)/snakemake --cores $(CORES)
+
+test: setup
+	$(BIN)/pytest
+
+lint: setup
+	$(BIN)/ruff check scripts tests benchmarks
+	$(BIN)/ruff format --check scripts tests benchmarks
+	$(BIN)/snakefmt --check workflow
+	$(BIN)/snakemake --lint
+
+format: setup
+	$(BIN)/ruff check --fix scripts tests benchmarks
+	$(BIN)/ruff format scripts tests benchmarks
+	$(BIN)/snakefmt workflow
+
+bench: setup
+	$(BIN)/python benchmarks/bench_prepare.py
+
+clean:
+	rm -rf results .snakemake

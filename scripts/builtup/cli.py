@@ -1,0 +1,80 @@
+"""Command line: ``builtup generate-demo | make-sheet | export-tile``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from builtup import demo
+from builtup.errors import InputError
+from builtup.sheet import scan_unosat
+from builtup.tiling import TileSet, export_tile
+
+
+def _generate(args) -> None:
+    demo.generate(
+        args.root,
+        seed=args.seed,
+        size=args.size,
+        train=args.train,
+        test=args.test,
+        acquisitions_per_city=args.acquisitions,
+    )
+
+
+def _make_sheet(args) -> None:
+    sheet = scan_unosat(args.root, relative_to=args.relative_to)
+    text = sheet.to_csv(sep="\t", index=False)
+    if args.output:
+        Path(args.output).write_text(text)
+    else:
+        sys.stdout.write(text)
+
+
+def _export_tile(args) -> None:
+    export_tile(TileSet.in_folder(args.tiles), args.index, args.output, args.mask)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="builtup", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    g = sub.add_parser("generate-demo", help="write the synthetic UNOSAT-like data set")
+    g.add_argument("root", help="output folder, e.g. resources/demo")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument(
+        "--size", type=int, default=1024, help="scene side in pixels (10980 = full size)"
+    )
+    g.add_argument("--train", type=int, default=4, help="training cities (at most 4)")
+    g.add_argument("--test", type=int, default=2, help="test cities (at most 4)")
+    g.add_argument("--acquisitions", type=int, default=2, help="acquisitions per city")
+    g.set_defaults(func=_generate)
+
+    s = sub.add_parser("make-sheet", help="scenes sheet from a folder in the UNOSAT layout")
+    s.add_argument("root", help="data folder holding <City>_2015 folders")
+    s.add_argument("-o", "--output", help="sheet to write (default: standard output)")
+    s.add_argument("--relative-to", default=".", help="write paths relative to this folder")
+    s.set_defaults(func=_make_sheet)
+
+    e = sub.add_parser("export-tile", help="write one training tile as a GeoTIFF")
+    e.add_argument("tiles", help="tile folder, e.g. results/tiles/38SLF_Mosul/20150108_DES")
+    e.add_argument("index", type=int, help="tile number (column 'tile' of stats.tsv)")
+    e.add_argument("output", help="GeoTIFF to write (3 bands)")
+    e.add_argument("--mask", help="also write the tile's mask to this GeoTIFF")
+    e.set_defaults(func=_export_tile)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        args.func(args)
+    except InputError as err:
+        print(f"ERROR: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,29 @@
+"""The bridge between a rule's entry script and the library: logging and the one-line error."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Callable
+
+from builtup.errors import InputError
+
+
+def run(snakemake, work: Callable[[], object]) -> None:
+    """Run ``work`` with logging to the rule's log; bad input exits 1 with one line on stderr."""
+    os.environ.setdefault("GDAL_NUM_THREADS", str(snakemake.threads))
+    log_path = snakemake.log[0] if snakemake.log else None
+    handlers = [logging.FileHandler(log_path, mode="w")] if log_path else [logging.StreamHandler()]
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        handlers=handlers,
+        force=True,
+    )
+    try:
+        work()
+    except InputError as err:
+        logging.getLogger(snakemake.rule).error("%s", err)
+        print(f"ERROR: {err}", file=sys.stderr)
+        sys.exit(1)

@@ -1,0 +1,121 @@
+"""Tile statistics (one table row per tile) and per-recipe moments of a scene's usable tiles."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from builtup.labels import BUILTUP, IGNORE
+from builtup.moments import Moments
+from builtup.rasters import atomic_path
+from builtup.recipes import get_recipe
+from builtup.tiling import TileSet
+
+log = logging.getLogger(__name__)
+
+BAND_KEYS = ("vh", "vv", "mean")
+
+
+@dataclass(frozen=True)
+class SkipRules:
+    """When a tile is left out of training and statistics.
+
+    A tile is skipped when its nodata share reaches ``max_nodata_ratio`` (1.0: only
+    tiles entirely without data), when every band is constant, or when a band's
+    minimum falls below ``min_below`` / its maximum exceeds ``max_above`` (the
+    seed skipped tiles whose VH minimum was below -10000).
+    """
+
+    max_nodata_ratio: float = 1.0
+    min_below: float | None = -10000.0
+    max_above: float | None = None
+
+    def reason(self, nodata_ratio: float, mins: np.ndarray, maxs: np.ndarray) -> str:
+        if nodata_ratio >= self.max_nodata_ratio:
+            return "nodata"
+        if np.all(mins == maxs):
+            return "constant"
+        if self.min_below is not None and np.any(mins < self.min_below):
+            return "outlier_min"
+        if self.max_above is not None and np.any(maxs > self.max_above):
+            return "outlier_max"
+        return ""
+
+
+def tile_statistics(
+    tiles: TileSet,
+    city: str,
+    scene: str,
+    rules: SkipRules = SkipRules(),
+    recipes: tuple[str, ...] = (),
+) -> tuple[pd.DataFrame, dict[str, Moments]]:
+    """Statistics of every tile of a scene, and the moments of each recipe over usable tiles."""
+    images, masks = tiles.load()
+    windows = tiles.meta()["windows"]
+    moments = {name: Moments(get_recipe(name).channels) for name in recipes}
+    rows = []
+    for index, (col, row, width, height) in enumerate(windows):
+        image = np.asarray(images[index])
+        mask = np.asarray(masks[index])
+        valid = mask != IGNORE
+        record = _tile_record(image, mask, valid, rules)
+        rows.append(
+            {
+                "city": city,
+                "scene": scene,
+                "tile": index,
+                "col_off": col,
+                "row_off": row,
+                "width": width,
+                "height": height,
+                **record,
+            }
+        )
+        if not record["skip"]:
+            for name, acc in moments.items():
+                acc.add(get_recipe(name)(image, valid)[:, valid])
+    table = pd.DataFrame(rows)
+    log.info("%s/%s: %d tiles, %d skipped", city, scene, len(table), int(table["skip"].sum()))
+    return table, moments
+
+
+def _tile_record(image: np.ndarray, mask: np.ndarray, valid: np.ndarray, rules: SkipRules) -> dict:
+    n_valid = int(valid.sum())
+    nodata_ratio = 1.0 - n_valid / valid.size
+    record: dict = {}
+    if n_valid:
+        values = image[:, valid].astype(np.float64)
+        mins, maxs = values.min(axis=1), values.max(axis=1)
+        means, stds = values.mean(axis=1), values.std(axis=1)
+    else:
+        mins = maxs = means = stds = np.full(image.shape[0], np.nan)
+    for key, lo, hi, mu, sd in zip(BAND_KEYS, mins, maxs, means, stds, strict=True):
+        record.update({f"{key}_min": lo, f"{key}_max": hi, f"{key}_mean": mu, f"{key}_std": sd})
+    record["target_ratio"] = float((mask == BUILTUP).sum() / n_valid) if n_valid else 0.0
+    record["nodata_ratio"] = nodata_ratio
+    reason = rules.reason(nodata_ratio, mins, maxs)
+    record["skip"] = bool(reason)
+    record["skip_reason"] = reason
+    return record
+
+
+def write_statistics(table: pd.DataFrame, moments: dict[str, Moments], table_path, moments_path):
+    with atomic_path(table_path) as tmp:
+        table.to_csv(tmp, sep="\t", index=False, float_format="%.6g")
+    with atomic_path(moments_path) as tmp:
+        tmp.write_text(json.dumps({name: m.to_dict() for name, m in moments.items()}, indent=1))
+
+
+def read_statistics(table_path: str | Path) -> pd.DataFrame:
+    return pd.read_csv(
+        table_path,
+        sep="\t",
+        keep_default_na=False,
+        na_values=["nan", "NaN"],
+        dtype={"skip_reason": str},
+    )

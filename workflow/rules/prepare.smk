@@ -1,0 +1,117 @@
+rule compose_raster:
+    input:
+        unpack(raw_inputs),
+    output:
+        "results/rasters/{city}/{scene}.tif",
+    log:
+        "results/logs/compose_raster/{city}/{scene}.log",
+    benchmark:
+        "results/benchmarks/compose_raster/{city}/{scene}.tsv"
+    conda:
+        "../../envs/geo.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=20,
+    params:
+        units=config["input"]["units"],
+        nodata=config["input"]["nodata"],
+        vv_band=band_of("vv"),
+        vh_band=band_of("vh"),
+    script:
+        "../../scripts/compose_raster.py"
+
+
+rule rasterize_mask:
+    input:
+        scene="results/rasters/{city}/{scene}.tif",
+        labels=labels_of,
+    output:
+        "results/masks/{city}/{scene}.tif",
+    log:
+        "results/logs/rasterize_mask/{city}/{scene}.log",
+    benchmark:
+        "results/benchmarks/rasterize_mask/{city}/{scene}.tsv"
+    conda:
+        "../../envs/geo.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=20,
+    params:
+        all_touched=config["masks"]["all_touched"],
+    script:
+        "../../scripts/rasterize_mask.py"
+
+
+rule cut_tiles:
+    input:
+        scene="results/rasters/{city}/{scene}.tif",
+        mask="results/masks/{city}/{scene}.tif",
+    output:
+        images="results/tiles/{city}/{scene}/images.npy",
+        masks="results/tiles/{city}/{scene}/masks.npy",
+        index="results/tiles/{city}/{scene}/tiles.json",
+    log:
+        "results/logs/cut_tiles/{city}/{scene}.log",
+    benchmark:
+        "results/benchmarks/cut_tiles/{city}/{scene}.tsv"
+    conda:
+        "../../envs/geo.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=20,
+    params:
+        size=config["tiles"]["size"],
+        min_overlap=config["tiles"]["min_overlap"],
+    script:
+        "../../scripts/cut_tiles.py"
+
+
+rule tile_stats:
+    input:
+        images="results/tiles/{city}/{scene}/images.npy",
+        masks="results/tiles/{city}/{scene}/masks.npy",
+        index="results/tiles/{city}/{scene}/tiles.json",
+    output:
+        table="results/tiles/{city}/{scene}/stats.tsv",
+        moments="results/tiles/{city}/{scene}/moments.json",
+    log:
+        "results/logs/tile_stats/{city}/{scene}.log",
+    benchmark:
+        "results/benchmarks/tile_stats/{city}/{scene}.tsv"
+    conda:
+        "../../envs/geo.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=30,
+    params:
+        skip=config["tiles"]["skip"],
+        recipes=config["recipes"],
+    script:
+        "../../scripts/tile_stats.py"
+
+
+rule fold:
+    input:
+        tables=training_scene_files("results/tiles/{city}/{scene}/stats.tsv"),
+        moments=training_scene_files("results/tiles/{city}/{scene}/moments.json"),
+    output:
+        tiles="results/folds/{fold}/tiles.tsv",
+        summary="results/folds/{fold}/summary.json",
+    log:
+        "results/logs/fold/{fold}.log",
+    benchmark:
+        "results/benchmarks/fold/{fold}.tsv"
+    conda:
+        "../../envs/geo.yaml"
+    threads: 1
+    resources:
+        mem_mb=500,
+        runtime=10,
+    params:
+        train_cities=TRAIN_CITIES,
+    script:
+        "../../scripts/fold.py"
