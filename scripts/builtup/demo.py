@@ -53,7 +53,6 @@ from affine import Affine
 from pyproj import Transformer
 from shapely import affinity
 from shapely.geometry import box, mapping
-from shapely.ops import transform as transform_shape
 
 from builtup.rasters import BLOCK, atomic_path, strip_windows
 
@@ -420,7 +419,7 @@ def write_labels(layout: Layout, city: City, path: Path) -> None:
     with fiona.open(path, "w", driver="ESRI Shapefile", crs="EPSG:4326", schema=schema) as dst:
         for polygon in label_polygons(layout):
             utm = affinity.translate(polygon, cx, cy)
-            lonlat = transform_shape(to_lonlat.transform, utm)
+            lonlat = shapely.transform(utm, to_lonlat.transform, interleaved=False)
             dst.write({"geometry": mapping(lonlat), "properties": {"DN": 255}})
 
 

@@ -119,7 +119,7 @@ def _write_npy_header(fh, shape: tuple[int, ...], dtype) -> None:
 
 def tile_transform(meta: dict, index: int) -> Affine:
     col, row, _, _ = meta["windows"][index]
-    return Affine(*meta["transform"]) * Affine.translation(col, row)
+    return Affine(*meta["transform"]) @ Affine.translation(col, row)
 
 
 def export_tile(

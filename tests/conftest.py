@@ -1,0 +1,130 @@
+"""Shared fixtures: synthetic rasters and shapefiles, a tiny demo, and a workflow sandbox."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import fiona
+import numpy as np
+import pytest
+import rasterio
+import yaml
+from affine import Affine
+from shapely.geometry import mapping
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_SAMPLE = REPO.parent / "shared" / "data" / "sen1floods11_sample"
+UTM = "EPSG:32638"
+ORIGIN = Affine(10, 0, 400000, 0, -10, 3600000)
+
+
+def write_raster(path, data, *, transform=ORIGIN, crs=UTM, nodata=0.0, dtype="float32"):
+    """Write ``data`` (H, W) or (C, H, W) as a GeoTIFF and return its path."""
+    data = np.asarray(data)
+    if data.ndim == 2:
+        data = data[None]
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    profile = {
+        "driver": "GTiff",
+        "width": data.shape[2],
+        "height": data.shape[1],
+        "count": data.shape[0],
+        "dtype": dtype,
+        "transform": transform,
+        "nodata": nodata,
+    }
+    if crs is not None:
+        profile["crs"] = crs
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(data.astype(dtype))
+    return path
+
+
+def write_polygons(path, polygons, crs="EPSG:4326", driver="ESRI Shapefile"):
+    schema = {"geometry": "Polygon", "properties": {"DN": "int"}}
+    with fiona.open(path, "w", driver=driver, crs=crs, schema=schema) as dst:
+        for polygon in polygons:
+            dst.write({"geometry": mapping(polygon), "properties": {"DN": 255}})
+    return Path(path)
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(0)
+
+
+@pytest.fixture
+def scene_pair(tmp_path, rng):
+    """A linear VV/VH pair, 300 x 260 px, with a nodata wedge in the top-left corner."""
+    vv = rng.gamma(4.4, 0.1 / 4.4, (260, 300)).astype("float32")
+    vh = rng.gamma(4.4, 0.02 / 4.4, (260, 300)).astype("float32")
+    rows, cols = np.mgrid[:260, :300]
+    wedge = cols < 40 - rows // 4
+    vv[wedge] = 0
+    vh[wedge] = 0
+    return write_raster(tmp_path / "vv.tif", vv), write_raster(tmp_path / "vh.tif", vh), wedge
+
+
+@pytest.fixture(scope="session")
+def tiny_demo(tmp_path_factory):
+    """The demo data set at 256 px, generated once for the session, with its sheet."""
+    base = tmp_path_factory.mktemp("tiny_demo")
+    from builtup import demo
+
+    demo.generate(base / "resources" / "demo", size=256)
+    return base / "resources" / "demo"
+
+
+class Sandbox:
+    """A copy of the workflow as a fresh clone has it, configured for tiny data (256 px scenes)."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        for name in ("workflow", "scripts", "config", "envs"):
+            shutil.copytree(REPO / name, root / name, ignore=shutil.ignore_patterns("*.egg-info"))
+        self.config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+        self.config["demo"]["size"] = 256
+        self.config["tiles"]["size"] = 128
+        self.config["tiles"]["min_overlap"] = 16
+        self.write_config()
+
+    def write_config(self, config=None):
+        text = yaml.safe_dump(config or self.config, sort_keys=False)
+        (self.root / "config" / "config.yaml").write_text(text)
+
+    def snakemake(self, *args, timeout=900) -> subprocess.CompletedProcess:
+        exe = Path(sys.executable).with_name("snakemake")
+        return subprocess.run(
+            [str(exe), "--cores", "2", *args],
+            cwd=self.root,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+
+    def raw(self, city: str, scene: str, pol: str = "vv") -> Path:
+        rows = (self.root / "config" / "scenes.tsv").read_text().splitlines()
+        header = rows[0].split("\t")
+        for row in rows[1:]:
+            fields = dict(zip(header, row.split("\t"), strict=True))
+            if (fields["city"], fields["scene"]) == (city, scene):
+                return self.root / fields[pol]
+        raise KeyError((city, scene))
+
+
+@pytest.fixture
+def sandbox(tmp_path):
+    return Sandbox(tmp_path)
+
+
+@pytest.fixture
+def shared_sample():
+    if not SHARED_SAMPLE.is_dir():
+        pytest.skip(
+            "../shared/data/sen1floods11_sample is absent (only on developer machines and CI)"
+        )
+    return SHARED_SAMPLE
