@@ -5,9 +5,10 @@ import fiona
 import numpy as np
 import pytest
 import rasterio
-from builtup import demo
 from rasterio import features
 from rasterio.warp import transform_geom
+
+from builtup import demo
 
 
 def digest(path):

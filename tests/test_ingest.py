@@ -1,8 +1,10 @@
 import numpy as np
 import pytest
 import rasterio
+
 from builtup.errors import InputError
 from builtup.ingest import BAND_NAMES, InputConvention, compose_three_band
+
 from conftest import ORIGIN, write_raster
 
 

@@ -4,11 +4,13 @@ import numpy as np
 import pytest
 import rasterio
 import shapely
-from builtup.errors import InputError
-from builtup.labels import load_polygons, rasterize_mask
-from conftest import ORIGIN, write_polygons, write_raster
 from pyproj import Transformer
 from shapely.geometry import Polygon, box
+
+from builtup.errors import InputError
+from builtup.labels import load_polygons, rasterize_mask
+
+from conftest import ORIGIN, write_polygons, write_raster
 
 TO_LONLAT = Transformer.from_crs("EPSG:32638", "EPSG:4326", always_xy=True).transform
 

@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+
 from builtup.moments import Moments
 from builtup.recipes import RECIPES, get_recipe
 

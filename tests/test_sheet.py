@@ -2,8 +2,10 @@ import shutil
 
 import pandas as pd
 import pytest
+
 from builtup.errors import InputError
 from builtup.sheet import check_cities, read_sheet, scan_unosat
+
 from conftest import REPO
 
 

@@ -2,6 +2,7 @@ import json
 
 import numpy as np
 import pytest
+
 from builtup.errors import InputError
 from builtup.folds import build_fold, fold_cities, write_fold
 from builtup.moments import Moments

@@ -3,8 +3,10 @@ import json
 import numpy as np
 import pytest
 import rasterio
+
 from builtup.errors import InputError
 from builtup.tiling import TileSet, cut_tiles, export_tile, tile_offsets, tile_windows
+
 from conftest import ORIGIN, write_raster
 
 

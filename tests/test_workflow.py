@@ -9,7 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
+
 from builtup.stats import read_statistics
+
 from conftest import REPO, Sandbox
 
 pytestmark = pytest.mark.slow
