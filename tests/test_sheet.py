@@ -65,3 +65,14 @@ def test_sheet_checks(tmp_path):
         check_cities(sheet, ["A_B", "C_D"], {"A_B": "x.shp"}, path)
     with pytest.raises(InputError, match="training city A_B has no label"):
         check_cities(sheet, ["A_B"], {}, path)
+
+
+def test_make_sheet_command(tiny_demo, tmp_path, capsys):
+    from builtup.cli import main
+
+    base = tiny_demo.parent.parent
+    assert main(["make-sheet", str(tiny_demo), "--relative-to", str(base)]) == 0
+    printed = capsys.readouterr().out
+    assert printed == (REPO / "config" / "scenes.tsv").read_text()
+    assert main(["make-sheet", str(tmp_path / "missing")]) == 1
+    assert "ERROR: " in capsys.readouterr().err

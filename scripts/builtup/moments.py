@@ -25,9 +25,12 @@ class Moments:
         n = values.shape[1]
         if n == 0:
             return
-        values = values.astype(np.float64)
-        mean = values.mean(axis=1)
-        m2 = ((values - mean[:, None]) ** 2).sum(axis=1)
+        # float64 accumulators over the (often float32) samples, without a float64 copy
+        mean = values.sum(axis=1, dtype=np.float64) / n
+        shift = mean.astype(values.dtype)
+        centred = values - shift[:, None]
+        m2 = np.einsum("ij,ij->i", centred, centred, dtype=np.float64)
+        m2 -= n * (mean - shift) ** 2  # centred on the rounded mean, not the exact one
         self.merge(Moments(self.channels, n, mean, m2))
 
     def merge(self, other: Moments) -> None:

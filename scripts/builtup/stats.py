@@ -55,13 +55,11 @@ def tile_statistics(
     recipes: tuple[str, ...] = (),
 ) -> tuple[pd.DataFrame, dict[str, Moments]]:
     """Statistics of every tile of a scene, and the moments of each recipe over usable tiles."""
-    images, masks = tiles.load()
     windows = tiles.meta()["windows"]
     moments = {name: Moments(get_recipe(name).channels) for name in recipes}
     rows = []
-    for index, (col, row, width, height) in enumerate(windows):
-        image = np.asarray(images[index])
-        mask = np.asarray(masks[index])
+    for index, (image, mask) in enumerate(tiles.iter_tiles()):
+        col, row, width, height = windows[index]
         valid = mask != IGNORE
         record = _tile_record(image, mask, valid, rules)
         rows.append(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,6 +65,17 @@ class TileSet:
     def load(self) -> tuple[np.ndarray, np.ndarray]:
         """Memory-mapped (images, masks): reading one tile touches only its bytes."""
         return np.load(self.images, mmap_mode="r"), np.load(self.masks, mmap_mode="r")
+
+    def iter_tiles(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """(image, mask) of every tile in order, read sequentially with bounded memory."""
+        images, masks = self.load()  # only for shapes, dtypes and data offsets
+        with open(self.images, "rb") as img_in, open(self.masks, "rb") as msk_in:
+            img_in.seek(images.offset)
+            msk_in.seek(masks.offset)
+            for _ in range(images.shape[0]):
+                image = np.fromfile(img_in, images.dtype, int(np.prod(images.shape[1:])))
+                mask = np.fromfile(msk_in, masks.dtype, int(np.prod(masks.shape[1:])))
+                yield image.reshape(images.shape[1:]), mask.reshape(masks.shape[1:])
 
 
 def cut_tiles(
