@@ -26,7 +26,8 @@ class Recipe:
     def __call__(self, x: np.ndarray, valid: np.ndarray) -> np.ndarray:
         out = self.fn(x, valid) if self.per_sample else self.fn(x)
         out = out.astype(np.float32, copy=False)
-        out[:, ~valid] = 0.0
+        if not valid.all():
+            out[:, ~valid] = 0.0
         return out
 
 

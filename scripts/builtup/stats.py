@@ -76,10 +76,17 @@ def tile_statistics(
         )
         if not record["skip"]:
             for name, acc in moments.items():
-                acc.add(get_recipe(name)(image, valid)[:, valid])
+                acc.add(valid_values(get_recipe(name)(image, valid), valid))
     table = pd.DataFrame(rows)
     log.info("%s/%s: %d tiles, %d skipped", city, scene, len(table), int(table["skip"].sum()))
     return table, moments
+
+
+def valid_values(array: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """(C, n) values of the valid pixels; a view, not a copy, when every pixel is valid."""
+    if valid.all():
+        return array.reshape(array.shape[0], -1)
+    return array[:, valid]
 
 
 def _tile_record(image: np.ndarray, mask: np.ndarray, valid: np.ndarray, rules: SkipRules) -> dict:
@@ -87,9 +94,11 @@ def _tile_record(image: np.ndarray, mask: np.ndarray, valid: np.ndarray, rules: 
     nodata_ratio = 1.0 - n_valid / valid.size
     record: dict = {}
     if n_valid:
-        values = image[:, valid].astype(np.float64)
-        mins, maxs = values.min(axis=1), values.max(axis=1)
-        means, stds = values.mean(axis=1), values.std(axis=1)
+        values = valid_values(image, valid)
+        mins, maxs = values.min(axis=1).astype(np.float64), values.max(axis=1).astype(np.float64)
+        band = Moments(image.shape[0])
+        band.add(values)
+        means, stds = band.mean, band.std
     else:
         mins = maxs = means = stds = np.full(image.shape[0], np.nan)
     for key, lo, hi, mu, sd in zip(BAND_KEYS, mins, maxs, means, stds, strict=True):
