@@ -1,0 +1,100 @@
+"""Training data: tiles of a fold through a recipe, normalisation and augmentation; the sampler."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import Dataset, Sampler, get_worker_info
+
+from builtup.labels import IGNORE
+from builtup.recipes import get_recipe
+from builtup.stats import read_statistics
+from builtup.tiling import TileSet
+
+
+def fold_tiles(tiles_tsv: str | Path, role: str) -> pd.DataFrame:
+    """The fold's usable (not skipped) tiles of one role, train or val."""
+    table = read_statistics(tiles_tsv)
+    return table[(table["role"] == role) & ~table["skip"].astype(bool)].reset_index(drop=True)
+
+
+class TileDataset(Dataset):
+    """(input, mask) pairs: recipe applied, normalised with the fold's statistics, augmented.
+
+    Tile stacks are memory-mapped lazily, once per worker process.
+    """
+
+    def __init__(self, rows: pd.DataFrame, tiles_root: str | Path, recipe: str,
+                 mean: list[float], std: list[float], augmentation=None):
+        self.keys = [(str(Path(tiles_root) / c / s), int(t))
+                     for c, s, t in zip(rows["city"], rows["scene"], rows["tile"], strict=True)]
+        self.has_target = (rows["target_ratio"].to_numpy() > 0) if len(rows) else np.zeros(0, bool)
+        self.recipe = get_recipe(recipe)
+        self.mean = np.asarray(mean, np.float32)[:, None, None]
+        self.std = np.asarray(std, np.float32)[:, None, None]
+        self.augmentation = augmentation
+        self._stacks: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def _stack(self, folder: str):
+        if folder not in self._stacks:
+            self._stacks[folder] = TileSet.in_folder(folder).load()
+        return self._stacks[folder]
+
+    def __getitem__(self, index: int):
+        folder, tile = self.keys[index]
+        images, masks = self._stack(folder)
+        image = np.asarray(images[tile])
+        mask = np.array(masks[tile])
+        valid = mask != IGNORE
+        x = (self.recipe(image, valid) - self.mean) / self.std
+        x[:, ~valid] = 0.0
+        if self.augmentation is not None:
+            out = self.augmentation(image=x.transpose(1, 2, 0), mask=mask)
+            x, mask = out["image"].transpose(2, 0, 1), out["mask"]
+        return torch.from_numpy(np.ascontiguousarray(x, np.float32)), torch.from_numpy(
+            np.ascontiguousarray(mask))
+
+
+def seed_worker_augmentation(worker_id: int) -> None:
+    """Give each loader worker its own, reproducible augmentation stream."""
+    info = get_worker_info()
+    augmentation = getattr(info.dataset, "augmentation", None)
+    if augmentation is not None:
+        augmentation.set_random_seed(torch.initial_seed() % 2**32)
+
+
+class TargetWeightedSampler(Sampler[int]):
+    """Draw tiles with replacement, weight ``with_target`` for tiles holding built-up pixels
+    and ``without_target`` for the others (the seed's sampler).
+
+    Under DDP every rank draws the same sequence (seeded by seed and epoch) and keeps
+    its own interleaved share, so ranks see disjoint draws of equal length.
+    """
+
+    def __init__(self, has_target: np.ndarray, with_target: float, without_target: float,
+                 num_samples: int, seed: int = 0, rank: int = 0, world_size: int = 1):
+        weights = np.where(np.asarray(has_target, bool), with_target, without_target)
+        if weights.sum() <= 0:
+            raise ValueError("sampler weights are all zero")
+        self.weights = torch.as_tensor(weights, dtype=torch.double)
+        self.per_rank = math.ceil(num_samples / world_size)
+        self.seed, self.rank, self.world_size, self.epoch = seed, rank, world_size, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self):
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        draws = torch.multinomial(self.weights, self.per_rank * self.world_size, replacement=True,
+                                  generator=generator)
+        return iter(draws[self.rank :: self.world_size].tolist())
+
+    def __len__(self) -> int:
+        return self.per_rank

@@ -1,0 +1,75 @@
+"""Experiments: one YAML file each, validated by the schema, names checked before training."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import albumentations as A
+import jsonschema
+import yaml
+
+from builtup.errors import InputError
+from builtup.losses import LOSSES
+from builtup.models import check_model_names
+from builtup.recipes import get_recipe
+
+SCHEMA = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "experiment.schema.yaml"
+
+
+def _with_defaults(validator_class):
+    """A validator that also fills the schema's defaults into the instance."""
+    validate_properties = validator_class.VALIDATORS["properties"]
+
+    def fill(validator, properties, instance, schema):
+        if isinstance(instance, dict):
+            for name, sub in properties.items():
+                if "default" in sub and name not in instance:
+                    instance[name] = sub["default"]
+        yield from validate_properties(validator, properties, instance, schema)
+
+    return jsonschema.validators.extend(validator_class, {"properties": fill})
+
+
+def load_experiment(path: str | Path) -> dict:
+    """The experiment at ``path`` with defaults filled in; InputError on any bad value or name."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, "experiment file does not exist")
+    try:
+        spec = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise InputError(path, f"not valid YAML: {err}") from None
+    schema = yaml.safe_load(SCHEMA.read_text())
+    validator = _with_defaults(jsonschema.Draft202012Validator)(schema)
+    error = jsonschema.exceptions.best_match(validator.iter_errors(spec))
+    if error is not None:
+        where = "/".join(str(p) for p in error.absolute_path) or "(top level)"
+        raise InputError(path, f"{where}: {error.message}")
+    try:
+        check_names(spec)
+    except (ValueError, KeyError) as err:
+        raise InputError(path, str(err).strip("'\"")) from None
+    spec["name"] = path.stem
+    spec["path"] = str(path)
+    return spec
+
+
+def check_names(spec: dict) -> None:
+    check_model_names(spec["model"])
+    get_recipe(spec["recipe"])
+    for term in spec["loss"]:
+        if term["name"] not in LOSSES:
+            raise ValueError(f"unknown loss {term['name']!r}")
+    for transform in spec["augmentation"]["train"]:
+        check_transform(transform)
+
+
+def check_transform(transform: dict) -> None:
+    if not hasattr(A, transform["name"]):
+        raise ValueError(f"unknown augmentation {transform['name']!r} (albumentations has none)")
+    for inner in transform.get("transforms", []):
+        check_transform(inner)
+
+
+def input_channels(spec: dict) -> int:
+    return get_recipe(spec["recipe"]).channels

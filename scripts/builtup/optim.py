@@ -1,0 +1,45 @@
+"""Optimisers and learning-rate schedules of an experiment."""
+
+from __future__ import annotations
+
+import torch
+
+
+def build_optimizer(parameters, spec: dict) -> torch.optim.Optimizer:
+    name, lr, decay = spec["name"], spec["lr"], spec["weight_decay"]
+    if name == "sgd":
+        return torch.optim.SGD(parameters, lr=lr, momentum=spec["momentum"],
+                               nesterov=spec["nesterov"], weight_decay=decay)
+    if name == "adam":
+        return torch.optim.Adam(parameters, lr=lr, weight_decay=decay)
+    if name == "adamw":
+        return torch.optim.AdamW(parameters, lr=lr, weight_decay=decay)
+    raise ValueError(f"unknown optimizer {name!r}")
+
+
+def poly_factor(step: int, total: int, power: float) -> float:
+    """(1 - step / total) ** power, the seed's per-iteration polynomial decay."""
+    return max(0.0, 1.0 - step / max(total, 1)) ** power
+
+
+def build_scheduler(optimizer, spec: dict, total_steps: int, steps_per_epoch: int) -> dict | None:
+    """A Lightning lr-scheduler config; poly/cosine step every iteration, plateau every epoch."""
+    name = spec["name"]
+    if name == "constant":
+        return None
+    if name == "plateau":
+        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, mode="max", factor=spec["factor"], patience=spec["patience"])
+        return {"scheduler": scheduler, "interval": "epoch", "monitor": "val/iou_1"}
+    if name == "cosine":
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(total_steps, 1))
+    elif name == "poly":
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: poly_factor(step, total_steps, spec["power"]))
+    elif name == "poly_restart":
+        period = max(spec.get("restart_every", 10) * steps_per_epoch, 1)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: poly_factor(step % period, period, spec["power"]))
+    else:
+        raise ValueError(f"unknown schedule {name!r}")
+    return {"scheduler": scheduler, "interval": "step"}
