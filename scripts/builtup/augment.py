@@ -14,8 +14,14 @@ import albumentations as A
 def build_transform(entry: dict) -> A.BasicTransform:
     options = {k: v for k, v in entry.items() if k not in ("name", "transforms")}
     cls = getattr(A, entry["name"])
-    for key in ("size", "scale", "ratio", "num_holes_range", "hole_height_range",
-                "hole_width_range"):
+    for key in (
+        "size",
+        "scale",
+        "ratio",
+        "num_holes_range",
+        "hole_height_range",
+        "hole_width_range",
+    ):
         if isinstance(options.get(key), list):
             options[key] = tuple(options[key])
     if "transforms" in entry:

@@ -1,4 +1,4 @@
-"""Command line: ``builtup generate-demo | make-sheet | export-tile``."""
+"""Command line: ``builtup generate-demo | make-sheet | export-tile | train``."""
 
 from __future__ import annotations
 
@@ -36,6 +36,31 @@ def _export_tile(args) -> None:
     export_tile(TileSet.in_folder(args.tiles), args.index, args.output, args.mask)
 
 
+def _train(args) -> None:
+    import logging
+
+    from builtup.experiment import load_experiment
+    from builtup.training import train
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    results = Path(args.results)
+    fold = results / "folds" / args.fold
+    spec = load_experiment(args.experiment)
+    out = Path(args.out or results / "models" / spec["name"] / args.fold)
+    train(
+        spec,
+        fold / "summary.json",
+        fold / "tiles.tsv",
+        results / "tiles",
+        out,
+        workers=args.workers,
+        accelerator=args.accelerator,
+        devices=args.devices,
+        strategy=args.strategy,
+        max_epochs=args.max_epochs,
+    )
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="builtup", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -63,6 +88,18 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("output", help="GeoTIFF to write (3 bands)")
     e.add_argument("--mask", help="also write the tile's mask to this GeoTIFF")
     e.set_defaults(func=_export_tile)
+
+    t = sub.add_parser("train", help="train (or resume) one experiment on one fold by hand")
+    t.add_argument("experiment", help="experiment file, e.g. config/experiments/demo.yaml")
+    t.add_argument("--fold", required=True, help="held-out city, or 'all'")
+    t.add_argument("--results", default="results", help="results folder of the workflow")
+    t.add_argument("--out", help="model folder (default results/models/<experiment>/<fold>)")
+    t.add_argument("--workers", type=int, default=2, help="data loader processes")
+    t.add_argument("--accelerator", help="override the experiment: cpu, gpu, auto")
+    t.add_argument("--devices", type=int, help="override the experiment's device count")
+    t.add_argument("--strategy", help="override the experiment's strategy (e.g. ddp)")
+    t.add_argument("--max-epochs", type=int, help="override the experiment's epochs")
+    t.set_defaults(func=_train)
     return p
 
 

@@ -28,10 +28,19 @@ class TileDataset(Dataset):
     Tile stacks are memory-mapped lazily, once per worker process.
     """
 
-    def __init__(self, rows: pd.DataFrame, tiles_root: str | Path, recipe: str,
-                 mean: list[float], std: list[float], augmentation=None):
-        self.keys = [(str(Path(tiles_root) / c / s), int(t))
-                     for c, s, t in zip(rows["city"], rows["scene"], rows["tile"], strict=True)]
+    def __init__(
+        self,
+        rows: pd.DataFrame,
+        tiles_root: str | Path,
+        recipe: str,
+        mean: list[float],
+        std: list[float],
+        augmentation=None,
+    ):
+        self.keys = [
+            (str(Path(tiles_root) / c / s), int(t))
+            for c, s, t in zip(rows["city"], rows["scene"], rows["tile"], strict=True)
+        ]
         self.has_target = (rows["target_ratio"].to_numpy() > 0) if len(rows) else np.zeros(0, bool)
         self.recipe = get_recipe(recipe)
         self.mean = np.asarray(mean, np.float32)[:, None, None]
@@ -59,7 +68,8 @@ class TileDataset(Dataset):
             out = self.augmentation(image=x.transpose(1, 2, 0), mask=mask)
             x, mask = out["image"].transpose(2, 0, 1), out["mask"]
         return torch.from_numpy(np.ascontiguousarray(x, np.float32)), torch.from_numpy(
-            np.ascontiguousarray(mask))
+            np.ascontiguousarray(mask)
+        )
 
 
 def seed_worker_augmentation(worker_id: int) -> None:
@@ -78,8 +88,16 @@ class TargetWeightedSampler(Sampler[int]):
     its own interleaved share, so ranks see disjoint draws of equal length.
     """
 
-    def __init__(self, has_target: np.ndarray, with_target: float, without_target: float,
-                 num_samples: int, seed: int = 0, rank: int = 0, world_size: int = 1):
+    def __init__(
+        self,
+        has_target: np.ndarray,
+        with_target: float,
+        without_target: float,
+        num_samples: int,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+    ):
         weights = np.where(np.asarray(has_target, bool), with_target, without_target)
         if weights.sum() <= 0:
             raise ValueError("sampler weights are all zero")
@@ -92,8 +110,9 @@ class TargetWeightedSampler(Sampler[int]):
 
     def __iter__(self):
         generator = torch.Generator().manual_seed(self.seed + self.epoch)
-        draws = torch.multinomial(self.weights, self.per_rank * self.world_size, replacement=True,
-                                  generator=generator)
+        draws = torch.multinomial(
+            self.weights, self.per_rank * self.world_size, replacement=True, generator=generator
+        )
         return iter(draws[self.rank :: self.world_size].tolist())
 
     def __len__(self) -> int:

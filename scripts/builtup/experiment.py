@@ -1,16 +1,18 @@
-"""Experiments: one YAML file each, validated by the schema, names checked before training."""
+"""Experiments: one YAML file each, validated by the schema, names checked before training.
+
+:func:`read_experiment` is light (YAML and schema only: the workflow calls it
+at parse time); :func:`load_experiment` also checks every name against the
+model, loss, recipe and augmentation libraries.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import albumentations as A
 import jsonschema
 import yaml
 
 from builtup.errors import InputError
-from builtup.losses import LOSSES
-from builtup.models import check_model_names
 from builtup.recipes import get_recipe
 
 SCHEMA = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "experiment.schema.yaml"
@@ -30,8 +32,8 @@ def _with_defaults(validator_class):
     return jsonschema.validators.extend(validator_class, {"properties": fill})
 
 
-def load_experiment(path: str | Path) -> dict:
-    """The experiment at ``path`` with defaults filled in; InputError on any bad value or name."""
+def read_experiment(path: str | Path) -> dict:
+    """The experiment at ``path`` with defaults filled in; InputError on a schema violation."""
     path = Path(path)
     if not path.is_file():
         raise InputError(path, "experiment file does not exist")
@@ -45,16 +47,25 @@ def load_experiment(path: str | Path) -> dict:
     if error is not None:
         where = "/".join(str(p) for p in error.absolute_path) or "(top level)"
         raise InputError(path, f"{where}: {error.message}")
-    try:
-        check_names(spec)
-    except (ValueError, KeyError) as err:
-        raise InputError(path, str(err).strip("'\"")) from None
     spec["name"] = path.stem
     spec["path"] = str(path)
     return spec
 
 
+def load_experiment(path: str | Path) -> dict:
+    """:func:`read_experiment`, then every name checked: InputError before any training."""
+    spec = read_experiment(path)
+    try:
+        check_names(spec)
+    except (ValueError, KeyError) as err:
+        raise InputError(path, str(err).strip("'\"")) from None
+    return spec
+
+
 def check_names(spec: dict) -> None:
+    from builtup.losses import LOSSES
+    from builtup.models import check_model_names
+
     check_model_names(spec["model"])
     get_recipe(spec["recipe"])
     for term in spec["loss"]:
@@ -65,6 +76,8 @@ def check_names(spec: dict) -> None:
 
 
 def check_transform(transform: dict) -> None:
+    import albumentations as A
+
     if not hasattr(A, transform["name"]):
         raise ValueError(f"unknown augmentation {transform['name']!r} (albumentations has none)")
     for inner in transform.get("transforms", []):

@@ -46,9 +46,11 @@ def sample_row(axes, gray: np.ndarray, pred: np.ndarray, label: np.ndarray, titl
 
 def plot_curves(metrics_csv: str | Path, out_path: str | Path) -> None:
     table = pd.read_csv(metrics_csv)
-    groups = [("loss", [c for c in table if c.endswith("loss")]),
-              ("validation scores", [c for c in ("val/iou_1", "val/f1", "val/miou") if c in table]),
-              ("learning rate", ["lr"])]
+    groups = [
+        ("loss", [c for c in table if c.endswith("loss")]),
+        ("validation scores", [c for c in ("val/iou_1", "val/f1", "val/miou") if c in table]),
+        ("learning rate", ["lr"]),
+    ]
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.5))
     for ax, (title, columns) in zip(axes, groups, strict=True):
         for column in columns:
@@ -73,8 +75,13 @@ def plot_val_samples(task, dataset, out_path: str | Path, count: int) -> None:
         iou = scores(confusion_matrix(pred, y.long()))["iou_1"]
         valid = (y != IGNORE).numpy()
         channel = 1 if x.shape[0] > 1 else 0
-        sample_row(row, stretch(x[channel].numpy(), valid), pred.numpy(), y.numpy(),
-                   f"tile {index}, IoU {iou:.3f}")
+        sample_row(
+            row,
+            stretch(x[channel].numpy(), valid),
+            pred.numpy(),
+            y.numpy(),
+            f"tile {index}, IoU {iou:.3f}",
+        )
     fig.tight_layout()
     _save(fig, out_path)
 

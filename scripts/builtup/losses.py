@@ -24,8 +24,9 @@ class CrossEntropy(nn.Module):
         self.register_buffer("class_weights", weights)
 
     def forward(self, logits, target):
-        return F.cross_entropy(logits.float(), target.long(), weight=self.class_weights,
-                               ignore_index=IGNORE)
+        return F.cross_entropy(
+            logits.float(), target.long(), weight=self.class_weights, ignore_index=IGNORE
+        )
 
 
 class SoftmaxJaccard(nn.Module):
@@ -99,7 +100,13 @@ def _lovasz_gradient(sorted_truth: torch.Tensor) -> torch.Tensor:
     return jaccard
 
 
-LOSSES = {"ce": CrossEntropy, "jaccard": SoftmaxJaccard, "dice": Dice, "focal": Focal, "lovasz": Lovasz}
+LOSSES = {
+    "ce": CrossEntropy,
+    "jaccard": SoftmaxJaccard,
+    "dice": Dice,
+    "focal": Focal,
+    "lovasz": Lovasz,
+}
 
 
 class WeightedSum(nn.Module):
@@ -111,7 +118,9 @@ class WeightedSum(nn.Module):
         self.losses = nn.ModuleList(build_term(t) for t in terms)
 
     def forward(self, logits, target):
-        return sum(w * loss(logits, target) for w, loss in zip(self.weights, self.losses, strict=True))
+        return sum(
+            w * loss(logits, target) for w, loss in zip(self.weights, self.losses, strict=True)
+        )
 
 
 def build_term(term: dict) -> nn.Module:

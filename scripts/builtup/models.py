@@ -26,7 +26,9 @@ class ChainedResidualPooling(nn.Module):
     def __init__(self, channels: int, stages: int = 4):
         super().__init__()
         self.pool = nn.MaxPool2d(5, stride=1, padding=2)
-        self.convs = nn.ModuleList(nn.Conv2d(channels, channels, 1, bias=False) for _ in range(stages))
+        self.convs = nn.ModuleList(
+            nn.Conv2d(channels, channels, 1, bias=False) for _ in range(stages)
+        )
 
     def forward(self, x):
         top = x
@@ -44,11 +46,22 @@ class LWRefineNet(nn.Module):
     stride 4 and its logits are upsampled to the input size.
     """
 
-    def __init__(self, encoder: str = "mobilenetv2_100", in_channels: int = 3, classes: int = 2,
-                 width: int = 256, pretrained: bool = False):
+    def __init__(
+        self,
+        encoder: str = "mobilenetv2_100",
+        in_channels: int = 3,
+        classes: int = 2,
+        width: int = 256,
+        pretrained: bool = False,
+    ):
         super().__init__()
-        self.encoder = timm.create_model(encoder, features_only=True, out_indices=(1, 2, 3, 4),
-                                         in_chans=in_channels, pretrained=pretrained)
+        self.encoder = timm.create_model(
+            encoder,
+            features_only=True,
+            out_indices=(1, 2, 3, 4),
+            in_chans=in_channels,
+            pretrained=pretrained,
+        )
         channels = self.encoder.feature_info.channels()
         self.lateral = nn.ModuleList(nn.Conv2d(c, width, 1, bias=False) for c in channels)
         self.refine = nn.ModuleList(ChainedResidualPooling(width) for _ in channels)
@@ -84,9 +97,14 @@ def build_model(spec: dict, in_channels: int) -> nn.Module:
         if arch.lower() == LWREFINENET:
             model = LWRefineNet(encoder, in_channels, classes, pretrained=imagenet, **options)
         else:
-            model = smp.create_model(arch, encoder_name=encoder, in_channels=in_channels,
-                                     classes=classes, encoder_weights="imagenet" if imagenet else None,
-                                     **options)
+            model = smp.create_model(
+                arch,
+                encoder_name=encoder,
+                in_channels=in_channels,
+                classes=classes,
+                encoder_weights="imagenet" if imagenet else None,
+                **options,
+            )
     except (KeyError, RuntimeError) as err:
         raise ValueError(f"cannot build {arch} with encoder {encoder!r}: {err}") from None
     if weights and not imagenet:
@@ -103,15 +121,21 @@ def check_model_names(spec: dict) -> None:
         return
     known = {name.lower(): name for name in smp_architectures()}
     if arch.lower() not in known:
-        raise ValueError(f"unknown architecture {arch!r}; known: lwrefinenet, {', '.join(known.values())}")
+        raise ValueError(
+            f"unknown architecture {arch!r}; known: lwrefinenet, {', '.join(known.values())}"
+        )
     if encoder not in smp.encoders.get_encoder_names() and not encoder.startswith("tu-"):
         raise ValueError(f"unknown encoder {encoder!r} (smp encoders, or tu-<timm name>)")
 
 
 def smp_architectures() -> list[str]:
-    return [cls.__name__ for cls in smp.__dict__.values()
-            if isinstance(cls, type) and issubclass(cls, smp.base.SegmentationModel)
-            and cls is not smp.base.SegmentationModel]
+    return [
+        cls.__name__
+        for cls in smp.__dict__.values()
+        if isinstance(cls, type)
+        and issubclass(cls, smp.base.SegmentationModel)
+        and cls is not smp.base.SegmentationModel
+    ]
 
 
 def load_encoder_weights(encoder: nn.Module, path: str | Path) -> None:

@@ -8,8 +8,13 @@ import torch
 def build_optimizer(parameters, spec: dict) -> torch.optim.Optimizer:
     name, lr, decay = spec["name"], spec["lr"], spec["weight_decay"]
     if name == "sgd":
-        return torch.optim.SGD(parameters, lr=lr, momentum=spec["momentum"],
-                               nesterov=spec["nesterov"], weight_decay=decay)
+        return torch.optim.SGD(
+            parameters,
+            lr=lr,
+            momentum=spec["momentum"],
+            nesterov=spec["nesterov"],
+            weight_decay=decay,
+        )
     if name == "adam":
         return torch.optim.Adam(parameters, lr=lr, weight_decay=decay)
     if name == "adamw":
@@ -29,17 +34,20 @@ def build_scheduler(optimizer, spec: dict, total_steps: int, steps_per_epoch: in
         return None
     if name == "plateau":
         scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-            optimizer, mode="max", factor=spec["factor"], patience=spec["patience"])
+            optimizer, mode="max", factor=spec["factor"], patience=spec["patience"]
+        )
         return {"scheduler": scheduler, "interval": "epoch", "monitor": "val/iou_1"}
     if name == "cosine":
         scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(total_steps, 1))
     elif name == "poly":
         scheduler = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda step: poly_factor(step, total_steps, spec["power"]))
+            optimizer, lambda step: poly_factor(step, total_steps, spec["power"])
+        )
     elif name == "poly_restart":
         period = max(spec.get("restart_every", 10) * steps_per_epoch, 1)
         scheduler = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda step: poly_factor(step % period, period, spec["power"]))
+            optimizer, lambda step: poly_factor(step % period, period, spec["power"])
+        )
     else:
         raise ValueError(f"unknown schedule {name!r}")
     return {"scheduler": scheduler, "interval": "step"}

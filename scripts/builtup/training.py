@@ -53,8 +53,9 @@ class SegmentationTask(L.LightningModule):
     def training_step(self, batch, _):
         x, y = batch
         loss = self.loss(self(x), y.long())
-        self.log("train/loss", loss, on_step=False, on_epoch=True, sync_dist=True,
-                 batch_size=len(x))
+        self.log(
+            "train/loss", loss, on_step=False, on_epoch=True, sync_dist=True, batch_size=len(x)
+        )
         return loss
 
     def on_validation_epoch_start(self):
@@ -63,8 +64,13 @@ class SegmentationTask(L.LightningModule):
     def validation_step(self, batch, _):
         x, y = batch
         logits = self(x)
-        self.log("val/loss", self.loss(logits, y.long()), on_epoch=True, sync_dist=True,
-                 batch_size=len(x))
+        self.log(
+            "val/loss",
+            self.loss(logits, y.long()),
+            on_epoch=True,
+            sync_dist=True,
+            batch_size=len(x),
+        )
         self.val_matrix += confusion_matrix(logits.argmax(1), y)
 
     def on_validation_epoch_end(self):
@@ -75,10 +81,15 @@ class SegmentationTask(L.LightningModule):
     def configure_optimizers(self):
         optimizer = build_optimizer(self.parameters(), self.spec["optimizer"])
         steps_per_epoch = max(self.trainer.num_training_batches // self.spec["accumulate"], 1)
-        scheduler = build_scheduler(optimizer, self.spec["schedule"],
-                                    self.trainer.estimated_stepping_batches, steps_per_epoch)
-        return optimizer if scheduler is None else {"optimizer": optimizer,
-                                                    "lr_scheduler": scheduler}
+        scheduler = build_scheduler(
+            optimizer,
+            self.spec["schedule"],
+            self.trainer.estimated_stepping_batches,
+            steps_per_epoch,
+        )
+        return (
+            optimizer if scheduler is None else {"optimizer": optimizer, "lr_scheduler": scheduler}
+        )
 
 
 class TrainingData(L.LightningDataModule):
@@ -101,17 +112,28 @@ class TrainingData(L.LightningDataModule):
         self.val_set = TileDataset(fold_tiles(fold_tiles_tsv, "val"), *common)
 
     def _loader(self, dataset, sampler, batch_size):
-        return DataLoader(dataset, batch_size=batch_size, sampler=sampler,
-                          num_workers=self.workers, persistent_workers=False,
-                          worker_init_fn=seed_worker_augmentation, pin_memory=torch.cuda.is_available(),
-                          drop_last=False)
+        return DataLoader(
+            dataset,
+            batch_size=batch_size,
+            sampler=sampler,
+            num_workers=self.workers,
+            persistent_workers=False,
+            worker_init_fn=seed_worker_augmentation,
+            pin_memory=torch.cuda.is_available(),
+            drop_last=False,
+        )
 
     def train_dataloader(self):
         sampler_spec = self.spec["sampler"]
         sampler = TargetWeightedSampler(
-            self.train_set.has_target, sampler_spec["with_target"], sampler_spec["without_target"],
-            sampler_spec["samples_per_epoch"] or len(self.train_set), seed=self.spec["seed"],
-            rank=self.trainer.global_rank, world_size=self.trainer.world_size)
+            self.train_set.has_target,
+            sampler_spec["with_target"],
+            sampler_spec["without_target"],
+            sampler_spec["samples_per_epoch"] or len(self.train_set),
+            seed=self.spec["seed"],
+            rank=self.trainer.global_rank,
+            world_size=self.trainer.world_size,
+        )
         return self._loader(self.train_set, sampler, self.spec["batch_size"])
 
     def val_dataloader(self):
@@ -119,8 +141,12 @@ class TrainingData(L.LightningDataModule):
             return []
         sampler = None
         if self.trainer.world_size > 1:
-            sampler = DistributedSampler(self.val_set, num_replicas=self.trainer.world_size,
-                                         rank=self.trainer.global_rank, shuffle=False)
+            sampler = DistributedSampler(
+                self.val_set,
+                num_replicas=self.trainer.world_size,
+                rank=self.trainer.global_rank,
+                shuffle=False,
+            )
         return self._loader(self.val_set, sampler, self.spec["batch_size"])
 
 
@@ -137,16 +163,30 @@ class EpochTable(Callback):
         if trainer.sanity_checking:
             return
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
-        row = {"epoch": trainer.current_epoch, "step": trainer.global_step,
-               "lr": trainer.optimizers[0].param_groups[0]["lr"],
-               "seconds": round(time.perf_counter() - self.started, 2), **metrics}
+        row = {
+            "epoch": trainer.current_epoch,
+            "step": trainer.global_step,
+            "lr": trainer.optimizers[0].param_groups[0]["lr"],
+            "seconds": round(time.perf_counter() - self.started, 2),
+            **metrics,
+        }
         self.rows = [r for r in self.rows if r["epoch"] < row["epoch"]] + [row]
         if trainer.is_global_zero:
             with atomic_path(self.path) as tmp:
                 pd.DataFrame(self.rows).to_csv(tmp, index=False)
-            shown = " ".join(f"{k} {v:.4g}" for k, v in row.items() if k.startswith(("train/", "val/l", "val/iou_1", "val/f1")))
-            log.info("epoch %d/%d %s lr %.3g (%.1f s)", row["epoch"] + 1, trainer.max_epochs,
-                     shown, row["lr"], row["seconds"])
+            shown = " ".join(
+                f"{k} {v:.4g}"
+                for k, v in row.items()
+                if k.startswith(("train/", "val/l", "val/iou_1", "val/f1"))
+            )
+            log.info(
+                "epoch %d/%d %s lr %.3g (%.1f s)",
+                row["epoch"] + 1,
+                trainer.max_epochs,
+                shown,
+                row["lr"],
+                row["seconds"],
+            )
 
     def state_dict(self):
         return {"rows": self.rows}
@@ -155,9 +195,19 @@ class EpochTable(Callback):
         self.rows = state["rows"]
 
 
-def train(spec: dict, fold_summary_path, fold_tiles_tsv, tiles_root, out_dir, *,
-          workers: int = 0, accelerator: str | None = None, devices: int | None = None,
-          strategy: str | None = None, max_epochs: int | None = None) -> dict:
+def train(
+    spec: dict,
+    fold_summary_path,
+    fold_tiles_tsv,
+    tiles_root,
+    out_dir,
+    *,
+    workers: int = 0,
+    accelerator: str | None = None,
+    devices: int | None = None,
+    strategy: str | None = None,
+    max_epochs: int | None = None,
+) -> dict:
     """Train (or resume) one model; leave model.ckpt, metrics.csv, curves.png, samples.png."""
     out_dir = Path(out_dir)
     summary = json.loads(Path(fold_summary_path).read_text())
@@ -167,8 +217,13 @@ def train(spec: dict, fold_summary_path, fold_tiles_tsv, tiles_root, out_dir, *,
     has_val = len(data.val_set) > 0
     checkpoints = out_dir / "checkpoints"
     saver = ModelCheckpoint(
-        dirpath=checkpoints, filename="best-{epoch:03d}", monitor=MONITOR if has_val else None,
-        mode="max", save_top_k=spec["checkpoints"]["keep_best"] if has_val else 0, save_last=True)
+        dirpath=checkpoints,
+        filename="best-{epoch:03d}",
+        monitor=MONITOR if has_val else None,
+        mode="max",
+        save_top_k=spec["checkpoints"]["keep_best"] if has_val else 0,
+        save_last=True,
+    )
     table = EpochTable(out_dir / "metrics.csv")
     trainer = L.Trainer(
         default_root_dir=out_dir,
@@ -201,9 +256,12 @@ def train(spec: dict, fold_summary_path, fold_tiles_tsv, tiles_root, out_dir, *,
     from builtup.figures import plot_curves, plot_val_samples
 
     plot_curves(out_dir / "metrics.csv", out_dir / "curves.png")
-    plot_val_samples(SegmentationTask.load_from_checkpoint(best, map_location="cpu", weights_only=False),
-                     data.val_set if has_val else data.train_set, out_dir / "samples.png",
-                     spec["logging"]["val_samples"])
+    plot_val_samples(
+        SegmentationTask.load_from_checkpoint(best, map_location="cpu", weights_only=False),
+        data.val_set if has_val else data.train_set,
+        out_dir / "samples.png",
+        spec["logging"]["val_samples"],
+    )
     result = {"best": str(best), "best_score": float(saver.best_model_score or float("nan"))}
     log.info("model %s (val/iou_1 %.4f)", best.name, result["best_score"])
     return result
@@ -217,14 +275,19 @@ def _loggers(spec: dict, out_dir: Path):
         loggers.append(TensorBoardLogger(out_dir, name="tensorboard"))
     if spec["logging"]["mlflow"]:
         try:
-            from lightning.pytorch.loggers import MLFlowLogger
             import mlflow  # noqa: F401
+            from lightning.pytorch.loggers import MLFlowLogger
         except ImportError:
-            raise InputError("logging.mlflow", "MLflow is asked for but not installed "
-                             "(pip install mlflow-skinny)") from None
+            raise InputError(
+                "logging.mlflow",
+                "MLflow is asked for but not installed (pip install mlflow-skinny)",
+            ) from None
         mlruns = Path("results") / "mlruns"
-        logger = MLFlowLogger(experiment_name="Trainings", tracking_uri=f"file:{mlruns.resolve()}",
-                              run_name=f"{spec['name']}/{out_dir.name}")
+        logger = MLFlowLogger(
+            experiment_name="Trainings",
+            tracking_uri=f"file:{mlruns.resolve()}",
+            run_name=f"{spec['name']}/{out_dir.name}",
+        )
         logger.log_hyperparams(_flat(spec))
         logger.experiment.log_artifact(logger.run_id, spec["path"])
         loggers.append(logger)

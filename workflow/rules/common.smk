@@ -4,6 +4,7 @@ import pandas as pd
 from snakemake.exceptions import WorkflowError
 
 from builtup.errors import InputError
+from builtup.experiment import read_experiment
 from builtup.folds import ALL_CITIES
 from builtup.sheet import check_cities, read_sheet
 
@@ -20,7 +21,19 @@ def load_sheet():
     return sheet.set_index(["city", "scene"], drop=False).sort_index()
 
 
+def load_experiments():
+    """The active experiments' settings (schema-checked; names are checked by the train job)."""
+    try:
+        return {
+            name: read_experiment(f"config/experiments/{name}.yaml")
+            for name in config["experiments"]
+        }
+    except InputError as err:
+        raise WorkflowError(f"ERROR: {err}") from None
+
+
 SHEET = load_sheet()
+EXPERIMENTS = load_experiments()
 TRAIN_CITIES = sorted(SHEET.loc[SHEET["split"] == "train", "city"].unique())
 LABELLED_CITIES = sorted(c for c in SHEET["city"].unique() if c in config["labels"])
 
@@ -33,6 +46,7 @@ wildcard_constraints:
     city=_alternatives(SHEET["city"].unique()),
     scene=_alternatives(SHEET["scene"].unique()),
     fold=_alternatives([*TRAIN_CITIES, ALL_CITIES]),
+    experiment=_alternatives(EXPERIMENTS),
 
 
 def scenes_of(city, split=None):
@@ -88,8 +102,31 @@ def demo_root(wildcards):
     return config["demo"]["root"]
 
 
+def tiles_root(wildcards):
+    return "results/tiles"
+
+
+def experiment_devices(wildcards):
+    return EXPERIMENTS[wildcards.experiment]["devices"]
+
+
+def experiment_gpus(wildcards):
+    """GPUs a training job holds: the experiment's devices when it runs on GPUs, else none."""
+    spec = EXPERIMENTS[wildcards.experiment]
+    return spec["devices"] if spec["accelerator"] == "gpu" else 0
+
+
+def trained_folds():
+    return TRAIN_CITIES + ([ALL_CITIES] if config["training"]["all_cities"] else [])
+
+
 def all_targets():
     folds = expand("results/folds/{fold}/summary.json", fold=TRAIN_CITIES)
+    models = expand(
+        "results/models/{experiment}/{fold}/model.ckpt",
+        experiment=config["experiments"],
+        fold=trained_folds(),
+    )
     masks = [
         f"results/masks/{city}/{scene}.tif"
         for city in LABELLED_CITIES
@@ -98,4 +135,4 @@ def all_targets():
     rasters = [
         f"results/rasters/{row.city}/{row.scene}.tif" for row in SHEET.itertuples()
     ]
-    return folds + masks + rasters
+    return folds + masks + rasters + models

@@ -1,0 +1,24 @@
+from pathlib import Path
+
+import torch
+
+from builtup.experiment import load_experiment
+from builtup.rule import run
+from builtup.training import train
+
+
+def main():
+    i, p = snakemake.input, snakemake.params
+    torch.set_num_threads(snakemake.threads)
+    train(
+        load_experiment(i.experiment),
+        i.summary,
+        i.tiles,
+        p.tiles_root,
+        Path(snakemake.output.model).parent,
+        workers=max(snakemake.threads - 1, 0),
+        devices=p.devices,
+    )
+
+
+run(snakemake, main)

@@ -1,0 +1,40 @@
+rule train:
+    input:
+        experiment="config/experiments/{experiment}.yaml",
+        summary="results/folds/{fold}/summary.json",
+        tiles="results/folds/{fold}/tiles.tsv",
+        stacks=training_scene_files("results/tiles/{city}/{scene}/images.npy")
+        + training_scene_files("results/tiles/{city}/{scene}/masks.npy"),
+    output:
+        model="results/models/{experiment}/{fold}/model.ckpt",
+        metrics="results/models/{experiment}/{fold}/metrics.csv",
+        curves=report(
+            "results/models/{experiment}/{fold}/curves.png",
+            caption="../report/curves.rst",
+            category="Training",
+            subcategory="{experiment}",
+            labels={"experiment": "{experiment}", "fold": "{fold}", "figure": "curves"},
+        ),
+        samples=report(
+            "results/models/{experiment}/{fold}/samples.png",
+            caption="../report/samples.rst",
+            category="Training",
+            subcategory="{experiment}",
+            labels={"experiment": "{experiment}", "fold": "{fold}", "figure": "samples"},
+        ),
+    params:
+        tiles_root=tiles_root,
+        devices=experiment_devices,
+    log:
+        "results/logs/train/{experiment}/{fold}.log",
+    benchmark:
+        "results/benchmarks/train/{experiment}/{fold}.tsv"
+    conda:
+        "../../envs/torch.yaml"
+    threads: config["training"]["threads"]
+    resources:
+        gpu=experiment_gpus,
+        mem_mb=config["training"]["mem_mb"],
+        runtime=config["training"]["runtime"],
+    script:
+        "../../scripts/train.py"
