@@ -1,4 +1,4 @@
-"""Losses for 2-class segmentation logits (B, C, H, W) against targets (B, H, W); 255 ignored by all."""
+"""Losses of 2-class logits (B, C, H, W) against targets (B, H, W); 255 is ignored by all."""
 
 from __future__ import annotations
 
@@ -54,7 +54,7 @@ class Dice(nn.Module):
 
 
 class Focal(nn.Module):
-    """Focal loss (Lin et al. 2017): cross entropy scaled by (1 - p_t)^gamma, mean over valid pixels."""
+    """Focal loss (Lin et al. 2017): CE scaled by (1 - p_t)^gamma, mean over valid pixels."""
 
     def __init__(self, gamma: float = 2.0, class_weights: list[float] | None = None):
         super().__init__()
@@ -110,7 +110,7 @@ LOSSES = {
 
 
 class WeightedSum(nn.Module):
-    """sum_i weight_i * loss_i; ``terms`` are dicts with ``name``, ``weight`` and the loss options."""
+    """sum of weight_i * loss_i; ``terms`` are dicts of ``name``, ``weight`` and loss options."""
 
     def __init__(self, terms: list[dict]):
         super().__init__()

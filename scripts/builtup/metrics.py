@@ -1,4 +1,4 @@
-"""Segmentation metrics from one confusion matrix (rows: truth, columns: prediction), 255 ignored."""
+"""Segmentation metrics from one confusion matrix (rows truth, columns prediction); 255 ignored."""
 
 from __future__ import annotations
 

@@ -151,7 +151,7 @@ class TrainingData(L.LightningDataModule):
 
 
 class EpochTable(Callback):
-    """One row per epoch in ``metrics.csv`` and one line per epoch in the log; kept in checkpoints."""
+    """A row per epoch in ``metrics.csv`` and a line per epoch in the log; kept in checkpoints."""
 
     def __init__(self, path: Path):
         self.path, self.rows, self.started = path, [], time.perf_counter()
