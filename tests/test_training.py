@@ -1,0 +1,207 @@
+"""Training on the tiny demo: train rule, kill-and-resume, determinism, DDP on 2 CPU processes."""
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+from builtup.errors import InputError
+from builtup.experiment import load_experiment
+from builtup.training import TrainingData
+
+from conftest import Sandbox
+
+pytestmark = pytest.mark.slow
+
+FOLD = "38SLF_Mosul"
+TINY = {
+    "description": "a very small model for tests",
+    "model": {
+        "architecture": "lwrefinenet",
+        "encoder": "mobilenetv2_050",
+        "options": {"width": 16},
+    },
+    "recipe": "db3",
+    "loss": [{"name": "ce", "class_weights": [0.5, 1.5]}, {"name": "jaccard"}],
+    "optimizer": {"name": "adamw", "lr": 0.003},
+    "epochs": 2,
+    "batch_size": 6,
+    "sampler": {"with_target": 0.7, "without_target": 0.3},
+    "augmentation": {
+        "train": [
+            {
+                "name": "RandomResizedCrop",
+                "size": [96, 96],
+                "scale": [0.7, 1.0],
+                "ratio": [0.9, 1.1],
+            },
+            {
+                "name": "OneOf",
+                "p": 1.0,
+                "transforms": [{"name": "RandomRotate90"}, {"name": "HorizontalFlip"}],
+            },
+        ]
+    },
+    "accelerator": "cpu",
+    "seed": 5,
+}
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    box = Sandbox(tmp_path_factory.mktemp("training"))
+    (box.root / "config/experiments/tiny.yaml").write_text(yaml.safe_dump(TINY, sort_keys=False))
+    box.config["experiments"] = ["tiny"]
+    box.write_config()
+    result = box.snakemake(
+        *(f"results/folds/{c}/summary.json" for c in ("38SLF_Mosul", "38SMA_Najaf"))
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return box
+
+
+def cli_train(box, out, *extra):
+    exe = Path(sys.executable).with_name("builtup")
+    return [
+        str(exe),
+        "train",
+        "config/experiments/tiny.yaml",
+        "--fold",
+        FOLD,
+        "--out",
+        str(out),
+        "--workers",
+        "0",
+        *extra,
+    ]
+
+
+def epochs_table(folder):
+    return pd.read_csv(Path(folder) / "metrics.csv")
+
+
+def test_train_rule_on_the_demo(tiny):
+    result = tiny.snakemake(f"results/models/tiny/{FOLD}/model.ckpt")
+    assert result.returncode == 0, result.stderr[-3000:]
+    folder = tiny.root / f"results/models/tiny/{FOLD}"
+    table = epochs_table(folder)
+    assert table["epoch"].tolist() == [0, 1]
+    assert {"train/loss", "val/loss", "val/iou_1", "val/f1", "lr"} <= set(table.columns)
+    assert (folder / "curves.png").stat().st_size > 1000 and (
+        folder / "samples.png"
+    ).stat().st_size > 1000
+    log = (tiny.root / f"results/logs/train/tiny/{FOLD}.log").read_text()
+    assert "epoch 1/2" in log and "epoch 2/2" in log
+    checkpoint = torch.load(folder / "model.ckpt", map_location="cpu", weights_only=False)
+    assert checkpoint["hyper_parameters"]["spec"]["recipe"] == "db3"
+
+
+def test_killed_training_resumes_from_last_checkpoint(tiny, tmp_path):
+    out = tmp_path / "model"
+    last = out / "checkpoints" / "last.ckpt"
+    proc = subprocess.Popen(
+        cli_train(tiny, out, "--max-epochs", "4"),
+        cwd=tiny.root,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.time() + 300
+    while not last.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    assert last.exists(), "no checkpoint was written"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done = torch.load(last, map_location="cpu", weights_only=False)["epoch"]
+    assert done < 3 and not (out / "model.ckpt").exists()
+
+    result = subprocess.run(
+        cli_train(tiny, out, "--max-epochs", "4"),
+        cwd=tiny.root,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"resuming from {last}" in result.stderr
+    epochs_run = [line for line in result.stderr.splitlines() if "INFO epoch " in line]
+    assert len(epochs_run) == 4 - (done + 1), epochs_run
+    table = epochs_table(out)
+    assert table["epoch"].tolist() == [0, 1, 2, 3]
+    assert table["step"].is_monotonic_increasing
+
+
+def test_same_seed_same_result(tiny, tmp_path):
+    for name in ("a", "b"):
+        result = subprocess.run(
+            cli_train(tiny, tmp_path / name, "--max-epochs", "1"),
+            cwd=tiny.root,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert result.returncode == 0, result.stderr[-2000:]
+    a, b = epochs_table(tmp_path / "a"), epochs_table(tmp_path / "b")
+    pd.testing.assert_frame_equal(a.drop(columns="seconds"), b.drop(columns="seconds"))
+    weights = [
+        torch.load(tmp_path / n / "model.ckpt", map_location="cpu", weights_only=False)[
+            "state_dict"
+        ]
+        for n in ("a", "b")
+    ]
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+
+
+def test_ddp_on_two_cpu_processes(tiny, tmp_path):
+    result = subprocess.run(
+        cli_train(
+            tiny,
+            tmp_path / "ddp",
+            "--max-epochs",
+            "1",
+            "--devices",
+            "2",
+            "--strategy",
+            "ddp",
+            "--accelerator",
+            "cpu",
+        ),
+        cwd=tiny.root,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Initializing distributed: GLOBAL_RANK: 1, MEMBER: 2/2" in result.stderr
+    table = epochs_table(tmp_path / "ddp")
+    assert len(table) == 1 and 0 <= table.loc[0, "val/iou_1"] <= 1
+
+
+def test_fold_without_usable_tiles_fails_before_training(tiny, tmp_path):
+    fold = tiny.root / "results/folds" / FOLD
+    tiles = pd.read_csv(fold / "tiles.tsv", sep="\t")
+    tiles.loc[tiles["role"] == "train", "skip"] = True
+    tiles.to_csv(tmp_path / "tiles.tsv", sep="\t", index=False)
+    spec = load_experiment(tiny.root / "config/experiments/tiny.yaml")
+    summary = json.loads((fold / "summary.json").read_text())
+    with pytest.raises(InputError, match="no usable training tile"):
+        TrainingData(spec, summary, tmp_path / "tiles.tsv", tiny.root / "results/tiles", 0)
+
+
+def test_unknown_experiment_in_config(tiny):
+    config = {**tiny.config, "experiments": ["nope"]}
+    tiny.write_config(config)
+    try:
+        result = tiny.snakemake("-n")
+    finally:
+        tiny.write_config()
+    assert result.returncode != 0
+    message = "config/experiments/nope.yaml: experiment file does not exist"
+    assert message in result.stdout + result.stderr
