@@ -1,0 +1,95 @@
+"""Training loader throughput: tiles/s per worker, 512 x 512 x 3 tiles, the seed's augmentation.
+
+Cuts a demo scene into tiles, then reads random tiles through TileDataset
+(recipe, normalisation, augmentation) in one process (the per-worker rate)
+and through a DataLoader with several workers. Usage::
+
+    python benchmarks/bench_loader.py [--size 2048] [--samples 400] [--workers 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+import torch
+import yaml
+from torch.utils.data import DataLoader, RandomSampler
+
+from builtup import demo
+from builtup.augment import build_augmentation
+from builtup.data import TileDataset
+from builtup.ingest import compose_three_band
+from builtup.labels import rasterize_mask
+from builtup.tiling import TileSet, cut_tiles
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def prepare(work: Path, size: int) -> pd.DataFrame:
+    records = demo.generate(work / "raw", size=size, train=1, test=0, acquisitions_per_city=1)
+    compose_three_band(records[0]["vv"], records[0]["vh"], work / "scene.tif")
+    rasterize_mask(
+        work / "scene.tif", demo.label_path(work / "raw", demo.TRAIN_CITIES[0]), work / "mask.tif"
+    )
+    count = cut_tiles(
+        work / "scene.tif",
+        work / "mask.tif",
+        TileSet.in_folder(work / "tiles" / "c" / "s"),
+        512,
+        32,
+    )
+    return pd.DataFrame({"city": "c", "scene": "s", "tile": range(count), "target_ratio": 0.1})
+
+
+def rate(dataset, samples: int, workers: int) -> float:
+    loader = DataLoader(
+        dataset,
+        batch_size=8,
+        num_workers=workers,
+        sampler=RandomSampler(dataset, replacement=True, num_samples=samples),
+    )
+    next(iter(loader))  # start the workers, warm the page cache
+    start = time.perf_counter()
+    seen = sum(len(x) for x, _ in loader)
+    return seen / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--size", type=int, default=2048)
+    parser.add_argument("--samples", type=int, default=400)
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    experiment = yaml.safe_load((REPO / "config/experiments/lwrefinenet.yaml").read_text())
+    work = Path(tempfile.mkdtemp(prefix="bench_loader_"))
+    try:
+        rows = prepare(work, args.size)
+        print(f"{len(rows)} tiles of 512 x 512 x 3 float32, random draws, batch 8")
+        print(f"{'recipe':<10}{'augmentation':<28}{'workers':>8}{'tiles/s':>9}{'per worker':>11}")
+        for recipe in ("linear3", "db3"):
+            for label, entries in (
+                ("none", []),
+                ("seed (crop 480, rot/flip, dropout)", experiment["augmentation"]["train"]),
+            ):
+                dataset = TileDataset(
+                    rows, work / "tiles", recipe, [0.0] * 3, [1.0] * 3, build_augmentation(entries)
+                )
+                for workers in (0, args.workers):
+                    per_second = rate(dataset, args.samples, workers)
+                    per_worker = per_second / max(workers, 1)
+                    print(
+                        f"{recipe:<10}{label[:27]:<28}{workers:>8}{per_second:>9.0f}"
+                        f"{per_worker:>11.0f}"
+                    )
+    finally:
+        shutil.rmtree(work)
+
+
+if __name__ == "__main__":
+    main()
