@@ -1,6 +1,7 @@
 """Training on the tiny demo: train rule, kill-and-resume, determinism, DDP on 2 CPU processes."""
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -182,6 +183,27 @@ def test_ddp_on_two_cpu_processes(tiny, tmp_path):
     assert "Initializing distributed: GLOBAL_RANK: 1, MEMBER: 2/2" in result.stderr
     table = epochs_table(tmp_path / "ddp")
     assert len(table) == 1 and 0 <= table.loc[0, "val/iou_1"] <= 1
+
+
+def test_tensorboard_and_mlflow_loggers(tiny, tmp_path):
+    spec = {**TINY, "logging": {"tensorboard": True, "mlflow": True}}
+    path = tiny.root / "config/experiments/logged.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    command = cli_train(tiny, tmp_path / "logged", "--max-epochs", "1")
+    command[2] = str(path)
+    result = subprocess.run(command, cwd=tiny.root, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert list((tmp_path / "logged" / "tensorboard").rglob("events.out.tfevents.*"))
+    import mlflow
+
+    os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+    mlflow.set_tracking_uri(f"file:{tiny.root / 'results' / 'mlruns'}")
+    runs = mlflow.search_runs(experiment_names=["Trainings"], output_format="list")
+    assert len(runs) == 1
+    run = runs[0]
+    assert run.data.params["recipe"] == "db3" and "val/iou_1" in run.data.metrics
+    artifacts = [a.path for a in mlflow.MlflowClient().list_artifacts(run.info.run_id)]
+    assert "logged.yaml" in artifacts
 
 
 def test_fold_without_usable_tiles_fails_before_training(tiny, tmp_path):

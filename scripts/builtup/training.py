@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import sys
 import time
@@ -282,6 +283,8 @@ def _loggers(spec: dict, out_dir: Path):
                 "logging.mlflow",
                 "MLflow is asked for but not installed (pip install mlflow-skinny)",
             ) from None
+        # a plain folder store: nothing to set up, readable by `mlflow ui --backend-store-uri`
+        os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
         mlruns = Path("results") / "mlruns"
         logger = MLFlowLogger(
             experiment_name="Trainings",
