@@ -185,13 +185,36 @@ def test_ddp_on_two_cpu_processes(tiny, tmp_path):
     assert len(table) == 1 and 0 <= table.loc[0, "val/iou_1"] <= 1
 
 
-def test_tensorboard_and_mlflow_loggers(tiny, tmp_path):
-    spec = {**TINY, "logging": {"tensorboard": True, "mlflow": True}}
-    path = tiny.root / "config/experiments/logged.yaml"
-    path.write_text(yaml.safe_dump(spec))
-    command = cli_train(tiny, tmp_path / "logged", "--max-epochs", "1")
+def run_variant(tiny, out, name, **changes):
+    path = tiny.root / f"config/experiments/{name}.yaml"
+    path.write_text(yaml.safe_dump({**TINY, **changes}))
+    command = cli_train(tiny, out, "--max-epochs", "1")
     command[2] = str(path)
-    result = subprocess.run(command, cwd=tiny.root, capture_output=True, text=True, timeout=600)
+    return subprocess.run(command, cwd=tiny.root, capture_output=True, text=True, timeout=600)
+
+
+def test_bf16_mixed_and_channels_last_on_cpu(tiny, tmp_path):
+    result = run_variant(
+        tiny, tmp_path / "bf16", "bf16", precision="bf16-mixed", channels_last=True
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "bfloat16 Automatic Mixed Precision" in result.stderr
+    assert len(epochs_table(tmp_path / "bf16")) == 1
+
+
+def test_model_on_all_training_cities(tiny):
+    result = tiny.snakemake("results/models/tiny/all/model.ckpt")
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads((tiny.root / "results/folds/all/summary.json").read_text())
+    assert summary["val_cities"] == [] and len(summary["train_cities"]) == 4
+    table = epochs_table(tiny.root / "results/models/tiny/all")
+    assert "train/loss" in table and "val/iou_1" not in table
+
+
+def test_tensorboard_and_mlflow_loggers(tiny, tmp_path):
+    result = run_variant(
+        tiny, tmp_path / "logged", "logged", logging={"tensorboard": True, "mlflow": True}
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert list((tmp_path / "logged" / "tensorboard").rglob("events.out.tfevents.*"))
     import mlflow
