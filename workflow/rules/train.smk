@@ -13,18 +13,23 @@ rule train:
             caption="../report/curves.rst",
             category="Training",
             subcategory="{experiment}",
-            labels={"experiment": "{experiment}", "fold": "{fold}", "figure": "curves"},
+            labels={
+                "experiment": "{experiment}",
+                "fold": "{fold}",
+                "figure": "curves",
+            },
         ),
         samples=report(
             "results/models/{experiment}/{fold}/samples.png",
             caption="../report/samples.rst",
             category="Training",
             subcategory="{experiment}",
-            labels={"experiment": "{experiment}", "fold": "{fold}", "figure": "samples"},
+            labels={
+                "experiment": "{experiment}",
+                "fold": "{fold}",
+                "figure": "samples",
+            },
         ),
-    params:
-        tiles_root=tiles_root,
-        devices=experiment_devices,
     log:
         "results/logs/train/{experiment}/{fold}.log",
     benchmark:
@@ -36,5 +41,8 @@ rule train:
         gpu=experiment_gpus,
         mem_mb=config["training"]["mem_mb"],
         runtime=config["training"]["runtime"],
+    params:
+        tiles_root=tiles_root,
+        devices=experiment_devices,
     script:
         "../../scripts/train.py"
