@@ -74,10 +74,10 @@ def plot_val_samples(task, dataset, out_path: str | Path, count: int) -> None:
         pred = task(x[None]).argmax(1)[0]
         iou = scores(confusion_matrix(pred, y.long()))["iou_1"]
         valid = (y != IGNORE).numpy()
-        channel = 1 if x.shape[0] > 1 else 0
+        channel = 1 if x.shape[-1] > 1 else 0
         sample_row(
             row,
-            stretch(x[channel].numpy(), valid),
+            stretch(x[..., channel].numpy(), valid),
             pred.numpy(),
             y.numpy(),
             f"tile {index}, IoU {iou:.3f}",

@@ -47,8 +47,10 @@ class SegmentationTask(L.LightningModule):
         self.val_matrix = torch.zeros(2, 2, dtype=torch.long)
 
     def forward(self, x):
-        if self.spec["channels_last"]:
-            x = x.contiguous(memory_format=torch.channels_last)
+        """Logits of a channels-last batch (N, H, W, C) from the loaders."""
+        x = x.permute(0, 3, 1, 2)  # (N, C, H, W) with channels-last strides, no copy
+        if not self.spec["channels_last"]:
+            x = x.contiguous()
         return self.forward_model(x)
 
     def training_step(self, batch, _):
