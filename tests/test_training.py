@@ -139,6 +139,36 @@ def test_killed_training_resumes_from_last_checkpoint(tiny, tmp_path):
     assert table["step"].is_monotonic_increasing
 
 
+def test_snakemake_resumes_a_killed_training_job(tiny):
+    (tiny.root / "config/experiments/tiny4.yaml").write_text(yaml.safe_dump({**TINY, "epochs": 4}))
+    tiny.write_config({**tiny.config, "experiments": ["tiny", "tiny4"]})
+    target = "results/models/tiny4/38SMA_Najaf/model.ckpt"
+    last = tiny.root / "results/models/tiny4/38SMA_Najaf/checkpoints/last.ckpt"
+    exe = Path(sys.executable).with_name("snakemake")
+    proc = subprocess.Popen(
+        [str(exe), "--cores", "2", target],
+        cwd=tiny.root,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.time() + 300
+    while not last.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    assert last.exists(), "no checkpoint was written"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    try:
+        assert tiny.snakemake("--unlock").returncode == 0  # a hard kill leaves Snakemake's lock
+        result = tiny.snakemake(target)
+    finally:
+        tiny.write_config()
+    assert result.returncode == 0, result.stderr[-3000:]
+    log = (tiny.root / "results/logs/train/tiny4/38SMA_Najaf.log").read_text()
+    assert "resuming from" in log
+    assert epochs_table(last.parent.parent)["epoch"].tolist() == [0, 1, 2, 3]
+
+
 def test_same_seed_same_result(tiny, tmp_path):
     for name in ("a", "b"):
         result = subprocess.run(
