@@ -1,7 +1,5 @@
 from pathlib import Path
 
-import torch
-
 from builtup.experiment import load_experiment
 from builtup.rule import run
 from builtup.training import train
@@ -9,7 +7,6 @@ from builtup.training import train
 
 def main():
     i, p = snakemake.input, snakemake.params
-    torch.set_num_threads(snakemake.threads)
     train(
         load_experiment(i.experiment),
         i.summary,

@@ -10,11 +10,14 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+import rasterio  # noqa: E402
 import torch  # noqa: E402
 
 from builtup.labels import IGNORE  # noqa: E402
 from builtup.metrics import confusion_matrix, scores  # noqa: E402
+from builtup.predict import read_probability  # noqa: E402
 from builtup.rasters import atomic_path  # noqa: E402
+from builtup.recipes import to_db  # noqa: E402
 
 BUILTUP_RGBA = np.array([1.0, 0.15, 0.1, 0.45])
 
@@ -90,3 +93,27 @@ def _save(fig, out_path) -> None:
     with atomic_path(out_path) as tmp:
         fig.savefig(tmp, dpi=80, format="png")
     plt.close(fig)
+
+
+def plot_quicklook(raster_path, prediction_path, mask_path, out_path, max_side: int = 1024):
+    """[image, image + prediction, prediction, image + label, label] of a whole scene."""
+    with rasterio.open(raster_path) as src:
+        factor = max(1, int(np.ceil(max(src.width, src.height) / max_side)))
+        shape = (max(1, src.height // factor), max(1, src.width // factor))
+        vv = src.read(2, out_shape=shape)
+    with rasterio.open(prediction_path) as src:
+        prob, valid = read_probability(src, out_shape=shape)
+    pred = (valid & (prob >= 0.5)).astype(np.uint8)
+    name = f"{Path(prediction_path).parent.name}/{Path(prediction_path).stem}"
+    if mask_path:
+        with rasterio.open(mask_path) as src:
+            label = src.read(1, out_shape=shape)
+        matrix = confusion_matrix(torch.from_numpy(pred), torch.from_numpy(label))
+        title = f"{name}, F1 {scores(matrix)['f1']:.3f}"
+    else:
+        label = np.where(valid, 0, IGNORE).astype(np.uint8)
+        title = f"{name} (no label)"
+    fig, axes = plt.subplots(1, 5, figsize=(16, 3.6))
+    sample_row(axes, stretch(to_db(vv), vv != 0), pred, label, title)
+    fig.tight_layout()
+    _save(fig, out_path)

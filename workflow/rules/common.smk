@@ -116,6 +116,82 @@ def experiment_gpus(wildcards):
     return spec["devices"] if spec["accelerator"] == "gpu" else 0
 
 
+def fold_models(wildcards):
+    """Out of fold for a training city; every fold model for a test city."""
+    folds = [wildcards.city] if wildcards.city in TRAIN_CITIES else TRAIN_CITIES
+    return [
+        f"results/models/{wildcards.experiment}/{fold}/model.ckpt" for fold in folds
+    ]
+
+
+def fold_summaries(wildcards):
+    folds = [wildcards.city] if wildcards.city in TRAIN_CITIES else TRAIN_CITIES
+    return [f"results/folds/{fold}/summary.json" for fold in folds]
+
+
+def city_predictions(wildcards):
+    """The city's predictions, its reference acquisition (first in sorted order) first."""
+    return [
+        f"results/predictions/{wildcards.experiment}/{wildcards.city}/{scene}.tif"
+        for scene in scenes_of(wildcards.city)
+    ]
+
+
+def reference_mask(city):
+    return f"results/masks/{city}/{scenes_of(city)[0]}.tif"
+
+
+def labelled_scene_files(pattern):
+    return [
+        pattern.replace("{experiment}", "{{experiment}}").format(city=city, scene=scene)
+        for city in LABELLED_CITIES
+        for scene in scenes_of(city)
+    ]
+
+
+def evaluation_scenes(wildcards):
+    return [
+        {
+            "city": city,
+            "scene": scene,
+            "split": SHEET.loc[(city, scene), "split"],
+            "prediction": f"results/predictions/{wildcards.experiment}/{city}/{scene}.tif",
+            "mask": f"results/masks/{city}/{scene}.tif",
+            "raster": f"results/rasters/{city}/{scene}.tif",
+        }
+        for city in LABELLED_CITIES
+        for scene in scenes_of(city)
+    ]
+
+
+def evaluation_cities(wildcards):
+    return [
+        {
+            "city": city,
+            "split": "train" if city in TRAIN_CITIES else "test",
+            "probability": f"results/cities/{wildcards.experiment}/{city}.tif",
+            "mask": reference_mask(city),
+        }
+        for city in LABELLED_CITIES
+    ]
+
+
+def quicklook_inputs(wildcards):
+    inputs = {
+        "raster": f"results/rasters/{wildcards.city}/{wildcards.scene}.tif",
+        "prediction": f"results/predictions/{wildcards.experiment}/{wildcards.city}/{wildcards.scene}.tif",
+    }
+    if wildcards.city in LABELLED_CITIES:
+        inputs["mask"] = f"results/masks/{wildcards.city}/{wildcards.scene}.tif"
+    return inputs
+
+
+def submission_extensions():
+    if config["delivery"]["format"] == "gpkg":
+        return [".gpkg"]
+    return [".shp", ".shx", ".dbf", ".prj", ".cpg"]
+
+
 def trained_folds():
     return TRAIN_CITIES + ([ALL_CITIES] if config["training"]["all_cities"] else [])
 
@@ -135,4 +211,18 @@ def all_targets():
     rasters = [
         f"results/rasters/{row.city}/{row.scene}.tif" for row in SHEET.itertuples()
     ]
-    return folds + masks + rasters + models
+    test_cities = sorted(set(SHEET.loc[SHEET["split"] == "test", "city"]))
+    delivery = []
+    for experiment in config["experiments"]:
+        delivery += expand(
+            "results/submission/{experiment}/{city}{ext}",
+            experiment=experiment,
+            city=test_cities,
+            ext=submission_extensions()[:1],
+        )
+        delivery.append(f"results/metrics/{experiment}/summary.json")
+        delivery += [
+            f"results/quicklooks/{experiment}/{row.city}/{row.scene}.png"
+            for row in SHEET.itertuples()
+        ]
+    return folds + masks + rasters + models + delivery
