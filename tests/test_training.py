@@ -169,6 +169,26 @@ def test_snakemake_resumes_a_killed_training_job(tiny):
     assert epochs_table(last.parent.parent)["epoch"].tolist() == [0, 1, 2, 3]
 
 
+def test_rerun_of_a_finished_or_changed_training(tiny, tmp_path):
+    out = tmp_path / "model"
+    variant = tiny.root / "config/experiments/rerun.yaml"
+    variant.write_text(yaml.safe_dump(TINY))
+    command = cli_train(tiny, out, "--max-epochs", "1")
+    command[2] = str(variant)
+    assert subprocess.run(command, cwd=tiny.root, capture_output=True).returncode == 0
+    for name in ("model.ckpt", "metrics.csv", "curves.png"):
+        (out / name).unlink()  # what Snakemake does before it reruns a job
+    again = subprocess.run(command, cwd=tiny.root, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "resuming from" in again.stderr and "INFO epoch " not in again.stderr
+    assert (out / "model.ckpt").exists() and len(epochs_table(out)) == 1
+    variant.write_text(yaml.safe_dump({**TINY, "optimizer": {"name": "adamw", "lr": 0.001}}))
+    changed = subprocess.run(command, cwd=tiny.root, capture_output=True, text=True, timeout=600)
+    assert changed.returncode == 0, changed.stderr[-2000:]
+    assert "trained with other settings: starting afresh" in changed.stderr
+    assert "INFO epoch 1/1" in changed.stderr
+
+
 def test_same_seed_same_result(tiny, tmp_path):
     for name in ("a", "b"):
         result = subprocess.run(

@@ -175,8 +175,7 @@ class EpochTable(Callback):
         }
         self.rows = [r for r in self.rows if r["epoch"] < row["epoch"]] + [row]
         if trainer.is_global_zero:
-            with atomic_path(self.path) as tmp:
-                pd.DataFrame(self.rows).to_csv(tmp, index=False)
+            self._write()
             shown = " ".join(
                 f"{k} {v:.4g}"
                 for k, v in row.items()
@@ -190,6 +189,14 @@ class EpochTable(Callback):
                 row["lr"],
                 row["seconds"],
             )
+
+    def on_fit_end(self, trainer, module):
+        if trainer.is_global_zero and self.rows:
+            self._write()  # also when a finished run is resumed and trains no further epoch
+
+    def _write(self):
+        with atomic_path(self.path) as tmp:
+            pd.DataFrame(self.rows).to_csv(tmp, index=False)
 
     def state_dict(self):
         return {"rows": self.rows}
@@ -248,6 +255,9 @@ def train(
         log_every_n_steps=1,
     )
     last = checkpoints / "last.ckpt"
+    if last.exists() and _trained_spec(last) != _comparable(spec):
+        log.info("%s was trained with other settings: starting afresh", last)
+        shutil.rmtree(checkpoints)
     if last.exists():
         log.info("resuming from %s", last)
     trainer.fit(task, datamodule=data, ckpt_path=str(last) if last.exists() else None)
@@ -268,6 +278,16 @@ def train(
     result = {"best": str(best), "best_score": float(saver.best_model_score or float("nan"))}
     log.info("model %s (val/iou_1 %.4f)", best.name, result["best_score"])
     return result
+
+
+def _comparable(spec: dict) -> dict:
+    """The settings that define a training run (not where its file lies)."""
+    return {k: v for k, v in spec.items() if k != "path"}
+
+
+def _trained_spec(checkpoint: Path) -> dict:
+    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    return _comparable(state.get("hyper_parameters", {}).get("spec", {}))
 
 
 def _loggers(spec: dict, out_dir: Path):
