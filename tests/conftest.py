@@ -20,6 +20,39 @@ SHARED_SAMPLE = REPO.parent / "shared" / "data" / "sen1floods11_sample"
 UTM = "EPSG:32638"
 ORIGIN = Affine(10, 0, 400000, 0, -10, 3600000)
 
+# A very small experiment that trains in seconds on the tiny demo.
+TINY = {
+    "description": "a very small model for tests",
+    "model": {
+        "architecture": "lwrefinenet",
+        "encoder": "mobilenetv2_050",
+        "options": {"width": 16},
+    },
+    "recipe": "db3",
+    "loss": [{"name": "ce", "class_weights": [0.5, 1.5]}, {"name": "jaccard"}],
+    "optimizer": {"name": "adamw", "lr": 0.003},
+    "epochs": 2,
+    "batch_size": 6,
+    "sampler": {"with_target": 0.7, "without_target": 0.3},
+    "augmentation": {
+        "train": [
+            {
+                "name": "RandomResizedCrop",
+                "size": [96, 96],
+                "scale": [0.7, 1.0],
+                "ratio": [0.9, 1.1],
+            },
+            {
+                "name": "OneOf",
+                "p": 1.0,
+                "transforms": [{"name": "RandomRotate90"}, {"name": "HorizontalFlip"}],
+            },
+        ]
+    },
+    "accelerator": "cpu",
+    "seed": 5,
+}
+
 
 def write_raster(path, data, *, transform=ORIGIN, crs=UTM, nodata=0.0, dtype="float32"):
     """Write ``data`` (H, W) or (C, H, W) as a GeoTIFF and return its path."""

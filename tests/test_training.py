@@ -17,42 +17,11 @@ from builtup.errors import InputError
 from builtup.experiment import load_experiment
 from builtup.training import TrainingData
 
-from conftest import Sandbox
+from conftest import TINY, Sandbox
 
 pytestmark = pytest.mark.slow
 
 FOLD = "38SLF_Mosul"
-TINY = {
-    "description": "a very small model for tests",
-    "model": {
-        "architecture": "lwrefinenet",
-        "encoder": "mobilenetv2_050",
-        "options": {"width": 16},
-    },
-    "recipe": "db3",
-    "loss": [{"name": "ce", "class_weights": [0.5, 1.5]}, {"name": "jaccard"}],
-    "optimizer": {"name": "adamw", "lr": 0.003},
-    "epochs": 2,
-    "batch_size": 6,
-    "sampler": {"with_target": 0.7, "without_target": 0.3},
-    "augmentation": {
-        "train": [
-            {
-                "name": "RandomResizedCrop",
-                "size": [96, 96],
-                "scale": [0.7, 1.0],
-                "ratio": [0.9, 1.1],
-            },
-            {
-                "name": "OneOf",
-                "p": 1.0,
-                "transforms": [{"name": "RandomRotate90"}, {"name": "HorizontalFlip"}],
-            },
-        ]
-    },
-    "accelerator": "cpu",
-    "seed": 5,
-}
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,77 @@
+"""The whole DAG on the tiny demo: raw scenes to shapefiles, metrics, quicklooks and the report."""
+
+import json
+
+import fiona
+import numpy as np
+import pytest
+import rasterio
+import yaml
+
+from conftest import TINY, Sandbox
+
+pytestmark = pytest.mark.slow
+
+TEST_CITIES = ["38RNV_Samawah", "38SLD_Tikrit"]
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    box = Sandbox(tmp_path_factory.mktemp("end_to_end"))
+    (box.root / "config/experiments/tiny.yaml").write_text(yaml.safe_dump(TINY))
+    box.config["experiments"] = ["tiny"]
+    box.config["delivery"] = {"threshold": "oof", "min_area": 200}
+    box.write_config()
+    result = box.snakemake()
+    assert result.returncode == 0, result.stderr[-4000:]
+    return box
+
+
+def test_submission_shapefiles_for_the_test_cities(finished):
+    folder = finished.root / "results/submission/tiny"
+    assert sorted(p.stem for p in folder.glob("*.shp")) == TEST_CITIES
+    for city in TEST_CITIES:
+        assert (folder / f"{city}.prj").exists()
+        with fiona.open(folder / f"{city}.shp") as src:
+            assert src.crs.to_epsg() == 32638 and len(src) > 0
+            assert {f.properties["DN"] for f in src} == {255}
+
+
+def test_predictions_are_exactly_on_the_scene_grids(finished):
+    root = finished.root
+    for raster in sorted(root.glob("results/rasters/*/*.tif")):
+        city, scene = raster.parent.name, raster.stem
+        with (
+            rasterio.open(raster) as src,
+            rasterio.open(root / f"results/predictions/tiny/{city}/{scene}.tif") as pred,
+        ):
+            assert pred.transform == src.transform and pred.shape == src.shape
+            assert pred.crs == src.crs and pred.nodata == 255  # 256 px: too small for overviews
+            nodata = src.read(1) == 0
+            np.testing.assert_array_equal(pred.read(1) == 255, nodata)
+
+
+def test_metrics_out_of_fold_and_test(finished):
+    root = finished.root
+    summary = json.loads((root / "results/metrics/tiny/summary.json").read_text())
+    assert set(summary["overall"]) == {"train_out_of_fold", "test"}
+    assert len(summary["overall"]["train_out_of_fold"]["cities"]) == 4
+    assert 0 < summary["threshold"] < 1
+    assert summary["baseline"]["rule"].startswith(("VV >=", "VH >="))
+    scenes = (root / "results/metrics/tiny/scenes.tsv").read_text().splitlines()
+    assert len(scenes) == 1 + 12
+    threshold = json.loads((root / "results/thresholds/tiny.json").read_text())
+    assert threshold["mode"] == "oof" and threshold["threshold"] == threshold["oof_best"]
+
+
+def test_quicklooks_and_report(finished):
+    root = finished.root
+    assert len(list(root.glob("results/quicklooks/tiny/*/*.png"))) == 12
+    result = finished.snakemake("--report", "results/report.html")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert (root / "results/report.html").stat().st_size > 100_000
+
+
+def test_nothing_left_to_do(finished):
+    result = finished.snakemake("-n")
+    assert "Nothing to be done" in result.stdout + result.stderr
