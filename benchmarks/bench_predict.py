@@ -1,0 +1,172 @@
+"""Scene prediction and city aggregation at full size: throughput and peak RSS.
+
+1. One 10980 x 10980 demo scene is generated and composed to 3 bands.
+2. Our path (``ScenePredictor``: windows blended in a rolling buffer, COG out)
+   against the seed's path (cut 2048 px tiles to files, predict each tile,
+   write tile files, merge them), same model (the demo experiment's network)
+   and device, each in its own process.
+3. City aggregation of four full-size acquisitions, one on a shifted 10.0027 m grid.
+
+Usage: ``python benchmarks/bench_predict.py [--size 10980] [--experiment demo] [--device cpu]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+SETUP = """
+import numpy as np, torch
+from builtup.experiment import load_experiment
+from builtup.models import build_model
+from builtup.recipes import get_recipe
+from builtup.predict import FoldModel, ScenePredictor
+torch.set_num_threads(os.cpu_count())
+spec = load_experiment('{repo}/config/experiments/{experiment}.yaml')
+channels = get_recipe(spec['recipe']).channels
+network = build_model(spec['model'], channels).to('{device}').eval()
+zeros, ones = np.zeros((channels, 1, 1), np.float32), np.ones((channels, 1, 1), np.float32)
+model = FoldModel(network, zeros, ones)
+"""
+
+OURS = (
+    SETUP
+    + """
+ScenePredictor([model], spec['recipe'], 'none', 512, 128, 8, '{device}').predict_scene(
+    '{work}/scene.tif', '{work}/ours.tif')
+"""
+)
+
+SEED = (
+    SETUP
+    + """
+import rasterio
+from rasterio.merge import merge
+from rasterio.windows import Window
+tiles = []
+with rasterio.open('{work}/scene.tif') as src:
+    profile = src.profile
+    for row in range(0, src.height, 2048):
+        for col in range(0, src.width, 2048):
+            window = Window(col, row, min(2048, src.width - col), min(2048, src.height - row))
+            path = '{work}/seed_tiles/in_%d_%d.tif' % (row, col)
+            tile_profile = {{**profile, 'width': window.width, 'height': window.height,
+                             'transform': src.window_transform(window)}}
+            with rasterio.open(path, 'w', **tile_profile) as dst:
+                dst.write(src.read(window=window))
+            tiles.append(path)
+outputs = []
+recipe = get_recipe(spec['recipe'])
+for path in tiles:
+    with rasterio.open(path) as src:
+        x = src.read()
+        prof = src.profile
+    valid = x.any(axis=0)
+    h, w = x.shape[1:]
+    ph, pw = -h % 32, -w % 32
+    inputs = np.pad(recipe(x, valid), ((0, 0), (0, ph), (0, pw)), mode='reflect')
+    with torch.no_grad():
+        logits = network(torch.from_numpy(inputs[None]).to('{device}'))
+        prob = torch.softmax(logits, 1)[0, 1, :h, :w]
+    out = path.replace('in_', 'out_')
+    with rasterio.open(out, 'w', **{{**prof, 'count': 1, 'dtype': 'float32'}}) as dst:
+        dst.write(prob.cpu().numpy(), 1)
+    outputs.append(out)
+sources = [rasterio.open(p) for p in outputs]
+mosaic, transform = merge(sources)
+with rasterio.open('{work}/seed.tif', 'w', **{{**sources[0].profile, 'width': mosaic.shape[2],
+                   'height': mosaic.shape[1], 'transform': transform}}) as dst:
+    dst.write(mosaic)
+"""
+)
+
+ACQUISITIONS = """
+import numpy as np, rasterio, shutil
+from affine import Affine
+from builtup.rasters import strip_windows
+with rasterio.open('{work}/ours.tif') as src:
+    profile = {{**src.profile, 'driver': 'GTiff'}}
+rng = np.random.default_rng(0)
+for k in range(1, 4):
+    prof = dict(profile)
+    if k == 3:
+        t = prof['transform']
+        prof['transform'] = Affine(10.0027, 0, t.c + 2.16, 0, -10.0027, t.f - 1.84)
+    with rasterio.open('{work}/acq%d.tif' % k, 'w', **prof) as dst:
+        for window in strip_windows(prof['height'], prof['width']):
+            shape = (1, int(window.height), int(window.width))
+            dst.write(rng.integers(0, 255, shape, dtype=np.uint8), window=window)
+"""
+
+AGGREGATE = """
+from builtup.aggregate import aggregate_city
+paths = ['{work}/ours.tif'] + ['{work}/acq%d.tif' % k for k in (1, 2, 3)]
+aggregate_city(paths, '{work}/city.tif')
+"""
+
+
+def run_measured(code: str) -> tuple[float, float]:
+    start = time.perf_counter()
+    env = {**os.environ, "PYTHONPATH": str(REPO / "scripts")}
+    proc = subprocess.Popen([sys.executable, "-c", "import os\n" + code], env=env)
+    _, status, usage = os.wait4(proc.pid, 0)
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit("step failed")
+    return time.perf_counter() - start, usage.ru_maxrss / 1024
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--size", type=int, default=10980)
+    parser.add_argument("--experiment", default="demo")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--out", default=str(REPO / "benchmarks" / "out"))
+    args = parser.parse_args()
+    work = Path(args.out) / f"predict_{args.size}"
+    shutil.rmtree(work, ignore_errors=True)
+    (work / "seed_tiles").mkdir(parents=True)
+    names = {"work": work, "repo": REPO, "experiment": args.experiment, "device": args.device}
+    prepare = f"""
+from pathlib import Path
+from builtup import demo
+from builtup.ingest import compose_three_band
+city = demo.TRAIN_CITIES[0]
+acq = demo.acquisitions(city, 0, 1, {args.size})[0]
+paths = demo.write_acquisition(acq, demo.build_layout(0, 0, {args.size}), Path('{work}/raw'), 0, 0)
+compose_three_band(paths['vv'], paths['vh'], '{work}/scene.tif')
+"""
+    run_measured(prepare)
+    pixels = args.size**2 / 1e6
+    print(
+        f"scene {args.size}^2 px ({pixels:.0f} Mpx), experiment {args.experiment}, "
+        f"device {args.device}, {os.cpu_count()} CPUs, no TTA"
+    )
+    print(f"{'path':<44}{'wall s':>9}{'Mpx/s':>8}{'peak RSS MB':>13}")
+    rows = {}
+    for name, code in (
+        ("ours (windows 512/128, blended, COG)", OURS),
+        ("seed (2048 tiles to files, predict, merge)", SEED),
+    ):
+        seconds, rss = run_measured(code.format(**names))
+        rows[name] = seconds
+        print(f"{name:<44}{seconds:>9.1f}{pixels / seconds:>8.2f}{rss:>13.0f}")
+    ours, seed = rows.values()
+    print(f"seed / ours: {seed / ours:.2f}x (target >= 10x)")
+    run_measured(ACQUISITIONS.format(**names))
+    seconds, rss = run_measured(AGGREGATE.format(**names))
+    print(
+        f"{'aggregate 4 acquisitions (1 warped)':<44}{seconds:>9.1f}{pixels / seconds:>8.2f}"
+        f"{rss:>13.0f}   (target RSS < 2000 MB)"
+    )
+    shutil.rmtree(work)
+
+
+if __name__ == "__main__":
+    main()
