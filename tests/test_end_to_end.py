@@ -19,7 +19,10 @@ TEST_CITIES = ["38RNV_Samawah", "38SLD_Tikrit"]
 def finished(tmp_path_factory):
     box = Sandbox(tmp_path_factory.mktemp("end_to_end"))
     (box.root / "config/experiments/tiny.yaml").write_text(yaml.safe_dump(TINY))
-    box.config["experiments"] = ["tiny"]
+    other = {**TINY, "epochs": 1, "seed": 6, "recipe": "linear3"}
+    (box.root / "config/experiments/tiny_b.yaml").write_text(yaml.safe_dump(other))
+    box.config["experiments"] = ["tiny", "tiny_b"]
+    box.config["ensembles"] = {"pair": ["tiny", "tiny_b"]}
     box.config["delivery"] = {"threshold": "oof", "min_area": 200}
     box.write_config()
     result = box.snakemake()
@@ -70,6 +73,20 @@ def test_quicklooks_and_report(finished):
     result = finished.snakemake("--report", "results/report.html")
     assert result.returncode == 0, result.stderr[-2000:]
     assert (root / "results/report.html").stat().st_size > 100_000
+
+
+def test_ensemble_averages_its_members(finished):
+    root = finished.root
+    scene = "results/predictions/{}/38SLD_Tikrit/20150207_DES.tif"
+    values = []
+    for name in ("tiny", "tiny_b", "pair"):
+        with rasterio.open(root / scene.format(name)) as src:
+            values.append(src.read(1).astype(int))
+    valid = values[2] != 255
+    mean = (values[0] + values[1]) / 2
+    assert np.abs(values[2][valid] - mean[valid]).max() <= 1
+    assert (root / "results/submission/pair/38SLD_Tikrit.shp").exists()
+    assert (root / "results/metrics/pair/summary.json").exists()
 
 
 def test_nothing_left_to_do(finished):

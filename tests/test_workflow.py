@@ -147,6 +147,10 @@ def test_lint_is_clean():
             "city 38SMB_Bagdad is in the config but has no scene",
         ),
         (lambda c: c["labels"].pop("38SLF_Mosul"), "training city 38SLF_Mosul has no label file"),
+        (
+            lambda c: c.update(ensembles={"e": ["demo", "nope"]}),
+            "ensemble e names nope, which is not an active experiment",
+        ),
     ],
 )
 def test_bad_config_stops_before_any_job(sandbox, change, message):

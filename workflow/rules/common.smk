@@ -32,8 +32,24 @@ def load_experiments():
         raise WorkflowError(f"ERROR: {err}") from None
 
 
+def load_ensembles():
+    """Ensembles: names of lists of active experiments whose predictions are averaged."""
+    ensembles = config["ensembles"]
+    for name, members in ensembles.items():
+        if name in config["experiments"]:
+            raise WorkflowError(f"ERROR: ensemble {name} has the name of an experiment")
+        for member in members:
+            if member not in config["experiments"]:
+                raise WorkflowError(
+                    f"ERROR: ensemble {name} names {member}, "
+                    "which is not an active experiment (config 'experiments')"
+                )
+    return ensembles
+
+
 SHEET = load_sheet()
 EXPERIMENTS = load_experiments()
+ENSEMBLES = load_ensembles()
 TRAIN_CITIES = sorted(SHEET.loc[SHEET["split"] == "train", "city"].unique())
 LABELLED_CITIES = sorted(c for c in SHEET["city"].unique() if c in config["labels"])
 
@@ -46,7 +62,7 @@ wildcard_constraints:
     city=_alternatives(SHEET["city"].unique()),
     scene=_alternatives(SHEET["scene"].unique()),
     fold=_alternatives([*TRAIN_CITIES, ALL_CITIES]),
-    experiment=_alternatives(EXPERIMENTS),
+    experiment=_alternatives([*EXPERIMENTS, *ENSEMBLES]),
 
 
 def scenes_of(city, split=None):
@@ -192,6 +208,13 @@ def submission_extensions():
     return [".shp", ".shx", ".dbf", ".prj", ".cpg"]
 
 
+def ensemble_members(wildcards):
+    return [
+        f"results/predictions/{member}/{wildcards.city}/{wildcards.scene}.tif"
+        for member in ENSEMBLES[wildcards.experiment]
+    ]
+
+
 def trained_folds():
     return TRAIN_CITIES + ([ALL_CITIES] if config["training"]["all_cities"] else [])
 
@@ -213,7 +236,7 @@ def all_targets():
     ]
     test_cities = sorted(set(SHEET.loc[SHEET["split"] == "test", "city"]))
     delivery = []
-    for experiment in config["experiments"]:
+    for experiment in [*config["experiments"], *ENSEMBLES]:
         delivery += expand(
             "results/submission/{experiment}/{city}{ext}",
             experiment=experiment,

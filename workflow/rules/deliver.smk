@@ -10,6 +10,8 @@ rule predict_scene:
         "results/logs/predict_scene/{experiment}/{city}/{scene}.log",
     benchmark:
         "results/benchmarks/predict_scene/{experiment}/{city}/{scene}.tsv"
+    wildcard_constraints:
+        experiment=_alternatives(EXPERIMENTS),
     conda:
         "../../envs/torch.yaml"
     threads: 2
@@ -24,6 +26,27 @@ rule predict_scene:
         device=config["prediction"]["device"],
     script:
         "../../scripts/predict_scene.py"
+
+
+rule ensemble_scene:
+    input:
+        ensemble_members,
+    output:
+        "results/predictions/{experiment}/{city}/{scene}.tif",
+    log:
+        "results/logs/ensemble_scene/{experiment}/{city}/{scene}.log",
+    benchmark:
+        "results/benchmarks/ensemble_scene/{experiment}/{city}/{scene}.tsv"
+    wildcard_constraints:
+        experiment=_alternatives(ENSEMBLES),
+    conda:
+        "../../envs/geo.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    script:
+        "../../scripts/ensemble_scene.py"
 
 
 rule aggregate_city:
