@@ -73,22 +73,27 @@ def test_train_rule_on_the_demo(tiny):
     assert checkpoint["hyper_parameters"]["spec"]["recipe"] == "db3"
 
 
-def test_killed_training_resumes_from_last_checkpoint(tiny, tmp_path):
-    out = tmp_path / "model"
-    last = out / "checkpoints" / "last.ckpt"
+def kill_after_first_checkpoint(command, cwd, last):
+    """Start ``command`` in its own process group; SIGKILL the group once ``last`` exists."""
     proc = subprocess.Popen(
-        cli_train(tiny, out, "--max-epochs", "4"),
-        cwd=tiny.root,
+        command,
+        cwd=cwd,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )
     deadline = time.time() + 300
     while not last.exists() and time.time() < deadline and proc.poll() is None:
         time.sleep(0.2)
     assert last.exists(), "no checkpoint was written"
-    proc.send_signal(signal.SIGKILL)
+    os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
+
+
+def test_killed_training_resumes_from_last_checkpoint(tiny, tmp_path):
+    out = tmp_path / "model"
+    last = out / "checkpoints" / "last.ckpt"
+    kill_after_first_checkpoint(cli_train(tiny, out, "--max-epochs", "4"), tiny.root, last)
     done = torch.load(last, map_location="cpu", weights_only=False)["epoch"]
     assert done < 3 and not (out / "model.ckpt").exists()
 
@@ -114,19 +119,7 @@ def test_snakemake_resumes_a_killed_training_job(tiny):
     target = "results/models/tiny4/38SMA_Najaf/model.ckpt"
     last = tiny.root / "results/models/tiny4/38SMA_Najaf/checkpoints/last.ckpt"
     exe = Path(sys.executable).with_name("snakemake")
-    proc = subprocess.Popen(
-        [str(exe), "--cores", "2", target],
-        cwd=tiny.root,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    deadline = time.time() + 300
-    while not last.exists() and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.2)
-    assert last.exists(), "no checkpoint was written"
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+    kill_after_first_checkpoint([str(exe), "--cores", "2", target], tiny.root, last)
     try:
         assert tiny.snakemake("--unlock").returncode == 0  # a hard kill leaves Snakemake's lock
         result = tiny.snakemake(target)
