@@ -21,6 +21,7 @@ from builtup.augment import build_augmentation
 from builtup.data import TargetWeightedSampler, TileDataset, fold_tiles, seed_worker_augmentation
 from builtup.errors import InputError
 from builtup.experiment import input_channels
+from builtup.figures import plot_curves, plot_val_samples
 from builtup.losses import WeightedSum
 from builtup.metrics import confusion_matrix, scores
 from builtup.models import build_model
@@ -266,8 +267,6 @@ def train(
     best = Path(saver.best_model_path) if has_val and saver.best_model_path else last
     with atomic_path(out_dir / "model.ckpt") as tmp:
         shutil.copyfile(best, tmp)
-    from builtup.figures import plot_curves, plot_val_samples
-
     plot_curves(out_dir / "metrics.csv", out_dir / "curves.png")
     plot_val_samples(
         SegmentationTask.load_from_checkpoint(best, map_location="cpu", weights_only=False),
