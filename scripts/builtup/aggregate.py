@@ -21,7 +21,13 @@ from rasterio.errors import RasterioError
 from rasterio.vrt import WarpedVRT
 
 from builtup.errors import InputError
-from builtup.predict import PROB_NODATA, PROB_SCALE, read_probability, write_cog
+from builtup.predict import (
+    PROB_NODATA,
+    PROB_SCALE,
+    probability_profile,
+    read_probability,
+    write_cog,
+)
 from builtup.rasters import open_raster, same_grid, strip_windows
 
 log = logging.getLogger(__name__)
@@ -41,20 +47,7 @@ def aggregate_city(
             _on_grid(src, path, reference, stack)
             for src, path in zip(sources, prob_paths, strict=True)
         ]
-        profile = {
-            "driver": "GTiff",
-            "width": reference.width,
-            "height": reference.height,
-            "count": 1,
-            "dtype": "uint8",
-            "nodata": PROB_NODATA,
-            "crs": reference.crs,
-            "transform": reference.transform,
-            "tiled": True,
-            "blockxsize": 512,
-            "blockysize": 512,
-            "compress": "zstd",
-        }
+        profile = probability_profile(reference.profile)
         Path(out_path).parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=Path(out_path).parent) as work:
             tmp = Path(work) / "city.tif"

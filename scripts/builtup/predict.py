@@ -27,7 +27,7 @@ import torch
 import ttach
 
 from builtup.errors import InputError
-from builtup.rasters import atomic_path, open_raster, read_window
+from builtup.rasters import MASK_CODEC, atomic_path, open_raster, read_window, tiled_profile
 from builtup.recipes import get_recipe
 from builtup.tiling import tile_offsets
 
@@ -41,6 +41,11 @@ TTA = {
     "rot90": lambda: ttach.Compose([ttach.Rotate90(angles=[0, 90, 180, 270])]),
     "d4": ttach.aliases.d4_transform,
 }
+
+
+def probability_profile(grid_profile: dict) -> dict:
+    """Tiled, compressed uint8 probability raster on the grid of ``grid_profile``."""
+    return tiled_profile(grid_profile, count=1, dtype="uint8", nodata=PROB_NODATA, codec=MASK_CODEC)
 
 
 def blend_weights(size: int, overlap: int) -> np.ndarray:
@@ -142,20 +147,7 @@ class ScenePredictor:
             size_y, size_x = min(self.window, height), min(self.window, width)
             rows = tile_offsets(height, size_y, min(self.overlap, size_y - 1))
             cols = tile_offsets(width, size_x, min(self.overlap, size_x - 1))
-            profile = {
-                "driver": "GTiff",
-                "width": width,
-                "height": height,
-                "count": 1,
-                "dtype": "uint8",
-                "nodata": PROB_NODATA,
-                "crs": src.crs,
-                "transform": src.transform,
-                "tiled": True,
-                "blockxsize": 512,
-                "blockysize": 512,
-                "compress": "zstd",
-            }
+            profile = probability_profile(src.profile)
             buffer = _RollingBuffer(size_y + max(np.diff(rows), default=0), width)
             Path(out_path).parent.mkdir(parents=True, exist_ok=True)
             with tempfile.TemporaryDirectory(dir=Path(out_path).parent) as work:
