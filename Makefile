@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 CORES ?= 2
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test lint format bench clean
+.PHONY: setup run test slurm-tools lint format bench clean
 
 setup: $(STAMP)
 
@@ -22,6 +22,12 @@ run: setup
 
 test: setup
 	$(BIN)/pytest
+
+# Debian's SLURM and munge, for tests/test_slurm.py (root; the tests skip without them).
+SLURM_PACKAGES := slurmctld slurmd slurm-client munge
+slurm-tools:
+	command -v slurmctld >/dev/null || { apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SLURM_PACKAGES) >/dev/null; }
 
 lint: setup
 	$(BIN)/ruff check scripts tests benchmarks

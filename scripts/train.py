@@ -14,7 +14,7 @@ def main():
         p.tiles_root,
         Path(snakemake.output.model).parent,
         workers=max(snakemake.threads - 1, 0),
-        devices=p.devices,
+        devices=snakemake.resources.get("gpu") or None,  # the GPUs it holds, if any
     )
 
 

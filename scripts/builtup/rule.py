@@ -8,6 +8,7 @@ import sys
 from collections.abc import Callable
 
 from builtup.errors import InputError
+from builtup.gpus import place_job
 
 TORCH_RULES = {"train", "predict_scene"}  # rules whose CPU work runs in torch
 
@@ -15,10 +16,6 @@ TORCH_RULES = {"train", "predict_scene"}  # rules whose CPU work runs in torch
 def run(snakemake, work: Callable[[], object]) -> None:
     """Run ``work`` with logging to the rule's log; bad input exits 1 with one line on stderr."""
     os.environ.setdefault("GDAL_NUM_THREADS", str(snakemake.threads))
-    if snakemake.rule in TORCH_RULES:
-        import torch
-
-        torch.set_num_threads(snakemake.threads)
     log_path = snakemake.log[0] if snakemake.log else None
     handlers = [logging.FileHandler(log_path, mode="w")] if log_path else [logging.StreamHandler()]
     logging.basicConfig(
@@ -28,6 +25,11 @@ def run(snakemake, work: Callable[[], object]) -> None:
         force=True,
     )
     try:
+        place_job(int(snakemake.resources.get("gpu", 0)))
+        if snakemake.rule in TORCH_RULES:
+            import torch
+
+            torch.set_num_threads(snakemake.threads)
         work()
     except InputError as err:
         logging.getLogger(snakemake.rule).error("%s", err)

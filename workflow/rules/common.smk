@@ -122,14 +122,10 @@ def tiles_root(wildcards):
     return "results/tiles"
 
 
-def experiment_devices(wildcards):
-    return EXPERIMENTS[wildcards.experiment]["devices"]
-
-
 def experiment_gpus(wildcards):
-    """GPUs a training job holds: the experiment's devices when it runs on GPUs, else none."""
+    """GPUs a training job asks for: the experiment's devices unless it is pinned to the CPU."""
     spec = EXPERIMENTS[wildcards.experiment]
-    return spec["devices"] if spec["accelerator"] == "gpu" else 0
+    return 0 if spec["accelerator"] == "cpu" else spec["devices"]
 
 
 def fold_models(wildcards):

@@ -43,6 +43,5 @@ rule train:
         runtime=config["training"]["runtime"],
     params:
         tiles_root=tiles_root,
-        devices=experiment_devices,
     script:
         "../../scripts/train.py"
