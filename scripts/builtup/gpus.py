@@ -89,7 +89,7 @@ def claim_gpus(count: int, pool: list[str], folder: Path, poll_s: float = 1.0) -
 
 
 def place_job(count: int, env=os.environ) -> str | None:
-    """Give this process ``count`` GPUs of its own; returns the CUDA_VISIBLE_DEVICES it runs with."""
+    """Give this process ``count`` GPUs of its own; returns its CUDA_VISIBLE_DEVICES."""
     if count <= 0:
         return env.get("CUDA_VISIBLE_DEVICES")
     if "SLURM_JOB_ID" in env:
