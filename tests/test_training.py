@@ -197,6 +197,23 @@ def test_ddp_on_two_cpu_processes(tiny, tmp_path):
     assert len(table) == 1 and 0 <= table.loc[0, "val/iou_1"] <= 1
 
 
+def test_ddp_from_the_gpu_resource_of_the_train_rule(tiny):
+    """A profile's `set-resources: train: gpu: 2` trains on two devices (here: CPU processes)."""
+    spec = {**TINY, "epochs": 1, "accelerator": "auto"}
+    (tiny.root / "config/experiments/tiny_ddp.yaml").write_text(yaml.safe_dump(spec))
+    tiny.write_config({**tiny.config, "experiments": ["tiny", "tiny_ddp"]})
+    try:
+        result = tiny.snakemake(
+            f"results/models/tiny_ddp/{FOLD}/model.ckpt", "--set-resources", "train:gpu=2"
+        )
+    finally:
+        tiny.write_config()
+    assert result.returncode == 0, result.stderr[-3000:]
+    log = (tiny.root / f"results/logs/train/tiny_ddp/{FOLD}.log").read_text()
+    assert "training process 1 of 2 on cpu" in log, log[-2000:]
+    assert len(epochs_table(tiny.root / f"results/models/tiny_ddp/{FOLD}")) == 1
+
+
 def run_variant(tiny, out, name, **changes):
     path = tiny.root / f"config/experiments/{name}.yaml"
     path.write_text(yaml.safe_dump({**TINY, **changes}))

@@ -54,6 +54,15 @@ class SegmentationTask(L.LightningModule):
             x = x.contiguous()
         return self.forward_model(x)
 
+    def on_fit_start(self):
+        trainer = self.trainer
+        log.info(
+            "training process %d of %d on %s",
+            trainer.global_rank + 1,
+            trainer.world_size,
+            self.device,
+        )
+
     def training_step(self, batch, _):
         x, y = batch
         loss = self.loss(self(x), y.long())
