@@ -53,6 +53,9 @@ TINY = {
     "seed": 5,
 }
 
+# Two training cities and one test city: the smallest DAG that reaches the shapefiles.
+SMALL_DAG_CITIES = ["38SLF_Mosul", "38SMA_Najaf", "38SLD_Tikrit"]
+
 
 def write_raster(path, data, *, transform=ORIGIN, crs=UTM, nodata=0.0, dtype="float32"):
     """Write ``data`` (H, W) or (C, H, W) as a GeoTIFF and return its path."""
@@ -138,6 +141,21 @@ class Sandbox:
             text=True,
             timeout=timeout,
         )
+
+    def small_dag(self, cities: list[str], experiment: dict) -> None:
+        """Restrict the run to ``cities``, one acquisition each, and one experiment ``tiny``."""
+        sheet = self.root / "config" / "scenes.tsv"
+        rows = sheet.read_text().splitlines()
+        kept, seen = [rows[0]], set()
+        for row in rows[1:]:
+            city = row.split("\t")[0]
+            if city in cities and city not in seen:
+                kept.append(row)
+                seen.add(city)
+        sheet.write_text("\n".join(kept) + "\n")
+        (self.root / "config/experiments/tiny.yaml").write_text(yaml.safe_dump(experiment))
+        self.config.update(cities=cities, experiments=["tiny"], recipes=[experiment["recipe"]])
+        self.write_config()
 
     def raw(self, city: str, scene: str, pol: str = "vv") -> Path:
         rows = (self.root / "config" / "scenes.tsv").read_text().splitlines()

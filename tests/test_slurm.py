@@ -15,9 +15,8 @@ from pathlib import Path
 
 import fiona
 import pytest
-import yaml
 
-from conftest import REPO, TINY, Sandbox
+from conftest import REPO, SMALL_DAG_CITIES, TINY, Sandbox
 from slurm_cluster import LocalSlurm, missing_tools
 
 pytestmark = pytest.mark.slow
@@ -75,27 +74,10 @@ def run_snakemake(cluster: LocalSlurm, cwd: Path, *args: str) -> subprocess.Comp
     return subprocess.CompletedProcess(process.args, process.returncode, out, "")
 
 
-def one_acquisition_per_city(box: Sandbox, cities: list[str]) -> None:
-    sheet = box.root / "config" / "scenes.tsv"
-    rows = sheet.read_text().splitlines()
-    kept, seen = [rows[0]], set()
-    for row in rows[1:]:
-        city = row.split("\t")[0]
-        if city in cities and city not in seen:
-            kept.append(row)
-            seen.add(city)
-    sheet.write_text("\n".join(kept) + "\n")
-
-
 def test_whole_dag_through_the_slurm_profile(cluster, tmp_path):
     box = Sandbox(tmp_path)
-    cities = ["38SLF_Mosul", "38SMA_Najaf", "38SLD_Tikrit"]
-    one_acquisition_per_city(box, cities)
     # accelerator auto: the jobs ask SLURM for a GPU and fall back to the CPU inside them
-    tiny = {**TINY, "epochs": 1, "accelerator": "auto"}
-    (box.root / "config/experiments/tiny.yaml").write_text(yaml.safe_dump(tiny))
-    box.config.update(cities=cities, experiments=["tiny"], recipes=["db3"])
-    box.write_config()
+    box.small_dag(SMALL_DAG_CITIES, {**TINY, "epochs": 1, "accelerator": "auto"})
 
     result = run_snakemake(cluster, box.root)
     assert result.returncode == 0, result.stdout[-6000:]
