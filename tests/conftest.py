@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -55,6 +56,13 @@ TINY = {
 
 # Two training cities and one test city: the smallest DAG that reaches the shapefiles.
 SMALL_DAG_CITIES = ["38SLF_Mosul", "38SMA_Najaf", "38SLD_Tikrit"]
+
+
+def rewrite_pixel(path):
+    """Change one valid pixel of a raw scene (new content, newer mtime)."""
+    with rasterio.open(path, "r+") as dst:
+        window = rasterio.windows.Window(128, 128, 1, 1)
+        dst.write(dst.read(1, window=window) * 1.5, 1, window=window)
 
 
 def write_raster(path, data, *, transform=ORIGIN, crs=UTM, nodata=0.0, dtype="float32"):
@@ -157,6 +165,18 @@ class Sandbox:
         self.config.update(cities=cities, experiments=["tiny"], recipes=[experiment["recipe"]])
         self.write_config()
 
+    def stale_jobs(self, *args) -> dict[str, int]:
+        """Jobs a dry run would execute, counted per rule."""
+        result = self.snakemake("-n", *args)
+        assert result.returncode == 0, result.stderr[-2000:]
+        text = result.stdout + result.stderr
+        if "Nothing to be done" in text:
+            return {}
+        table = text.split("Job stats:", 1)[1]
+        return {
+            m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M) if m[1] != "total"
+        }
+
     def raw(self, city: str, scene: str, pol: str = "vv") -> Path:
         rows = (self.root / "config" / "scenes.tsv").read_text().splitlines()
         header = rows[0].split("\t")
@@ -165,11 +185,6 @@ class Sandbox:
             if (fields["city"], fields["scene"]) == (city, scene):
                 return self.root / fields[pol]
         raise KeyError((city, scene))
-
-
-@pytest.fixture
-def sandbox(tmp_path):
-    return Sandbox(tmp_path)
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import SMALL_DAG_CITIES, TINY, Sandbox
+from conftest import SMALL_DAG_CITIES, TINY, Sandbox, rewrite_pixel
 
 pytestmark = pytest.mark.slow
 
@@ -92,3 +92,21 @@ def test_a_job_killed_mid_run_is_redone_to_the_same_result(reference, tmp_path):
     outputs = (*BYTE_IDENTICAL, "results/predictions/tiny/*/*.tif", "results/submission/tiny/*")
     assert files(box, outputs) == files(reference, outputs)
     assert metrics(box) == metrics(reference)
+
+
+def test_a_changed_raw_scene_makes_only_its_chain_stale(reference):
+    """Runs last: it spoils the reference's raw data (dry runs only)."""
+    assert reference.stale_jobs() == {}
+    scene = next(reference.root.glob(f"{VICTIM}/*.tif")).stem
+    rewrite_pixel(reference.raw("38SLD_Tikrit", scene, "vh"))
+    test_city_chain = [
+        "compose_raster",  # the scene
+        "rasterize_mask",
+        "predict_scene",
+        "quicklook",
+        "aggregate_city",  # its city
+        "polygons",
+        "evaluate",  # the experiment's metrics
+        "all",
+    ]
+    assert reference.stale_jobs() == dict.fromkeys(test_city_chain, 1)

@@ -267,15 +267,3 @@ def test_fold_without_usable_tiles_fails_before_training(tiny, tmp_path):
     summary = json.loads((fold / "summary.json").read_text())
     with pytest.raises(InputError, match="no usable training tile"):
         TrainingData(spec, summary, tmp_path / "tiles.tsv", tiny.root / "results/tiles", 0)
-
-
-def test_unknown_experiment_in_config(tiny):
-    config = {**tiny.config, "experiments": ["nope"]}
-    tiny.write_config(config)
-    try:
-        result = tiny.snakemake("-n")
-    finally:
-        tiny.write_config()
-    assert result.returncode != 0
-    message = "config/experiments/nope.yaml: experiment file does not exist"
-    assert message in result.stdout + result.stderr

@@ -1,7 +1,6 @@
 """Snakemake runs of the data-preparation half of the DAG on the tiny demo (256 px scenes)."""
 
 import json
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +11,7 @@ import rasterio
 
 from builtup.stats import read_statistics
 
-from conftest import REPO, Sandbox
+from conftest import REPO, Sandbox, rewrite_pixel
 
 pytestmark = pytest.mark.slow
 
@@ -27,18 +26,6 @@ def prepared(tmp_path_factory):
     result = box.snakemake()
     assert result.returncode == 0, result.stderr[-3000:]
     return box
-
-
-def dry_run_jobs(box, *args):
-    result = box.snakemake("-n", *args)
-    assert result.returncode == 0, result.stderr[-2000:]
-    text = result.stdout + result.stderr
-    if "Nothing to be done" in text:
-        return {}
-    table = text.split("Job stats:", 1)[1]
-    return {
-        m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M) if m[1] != "total"
-    }
 
 
 def test_outputs_keep_the_raw_grids(prepared):
@@ -103,13 +90,6 @@ def test_export_tile_command(prepared, tmp_path):
         np.testing.assert_array_equal(src.read(), scene.read(window=window))
 
 
-def rewrite_pixel(path):
-    """Change one valid pixel of a raw scene (new content, newer mtime)."""
-    with rasterio.open(path, "r+") as dst:
-        window = rasterio.windows.Window(128, 128, 1, 1)
-        dst.write(dst.read(1, window=window) * 1.5, 1, window=window)
-
-
 TRAIN_SCENE_CHAIN = {
     "compose_raster": 1,
     "rasterize_mask": 1,
@@ -121,70 +101,16 @@ TRAIN_SCENE_CHAIN = {
 
 
 def test_only_the_changed_scene_chain_is_stale(prepared):
-    assert dry_run_jobs(prepared) == {}
+    assert prepared.stale_jobs() == {}
     # Snakemake >= 9.18 checks input checksums: a scene is stale when its content changes
     rewrite_pixel(prepared.raw("38SMA_Najaf", "20150201_ASC"))
-    assert dry_run_jobs(prepared) == TRAIN_SCENE_CHAIN
+    assert prepared.stale_jobs() == TRAIN_SCENE_CHAIN
     rewrite_pixel(prepared.raw("38RNV_Samawah", "20150213_ASC", "vh"))
     target = "results/masks/38RNV_Samawah/20150213_ASC.tif"
-    assert dry_run_jobs(prepared, target) == {"compose_raster": 1, "rasterize_mask": 1}
+    assert prepared.stale_jobs(target) == {"compose_raster": 1, "rasterize_mask": 1}
 
 
 def test_lint_is_clean():
     exe = Path(sys.executable).with_name("snakemake")
     result = subprocess.run([str(exe), "--lint"], cwd=REPO, capture_output=True, text=True)
     assert "Congratulations, your workflow is in a good condition!" in result.stdout + result.stderr
-
-
-@pytest.mark.parametrize(
-    ("change", "message"),
-    [
-        (lambda c: c.update(colour="red"), "Additional properties are not allowed ('colour'"),
-        (lambda c: c["tiles"].update(size="big"), "'big' is not of type 'integer'"),
-        (lambda c: c["input"].update(units="amplitude"), "'amplitude' is not one of"),
-        (
-            lambda c: c["cities"].append("38SMB_Bagdad"),
-            "city 38SMB_Bagdad is in the config but has no scene",
-        ),
-        (lambda c: c["labels"].pop("38SLF_Mosul"), "training city 38SLF_Mosul has no label file"),
-        (
-            lambda c: c.update(ensembles={"e": ["demo", "nope"]}),
-            "ensemble e names nope, which is not an active experiment",
-        ),
-    ],
-)
-def test_bad_config_stops_before_any_job(sandbox, change, message):
-    change(sandbox.config)
-    sandbox.write_config()
-    result = sandbox.snakemake("-n")
-    assert result.returncode != 0
-    assert message in result.stdout + result.stderr
-
-
-def test_corrupt_raw_scene_stops_with_one_line(sandbox):
-    assert sandbox.snakemake("results/rasters/38SLF_Mosul/20150108_DES.tif").returncode == 0
-    victim = sandbox.raw("38SMA_Najaf", "20150120_DES", "vh")
-    victim.write_bytes(victim.read_bytes()[:4000])
-    result = sandbox.snakemake("results/rasters/38SMA_Najaf/20150120_DES.tif")
-    assert result.returncode != 0
-    lines = [ln for ln in result.stderr.splitlines() if ln.startswith("ERROR: ")]
-    assert len(lines) == 1 and str(victim.name) in lines[0] and "corrupt or truncated" in lines[0]
-    assert not (sandbox.root / "results/rasters/38SMA_Najaf/20150120_DES.tif").exists()
-
-
-def test_invalid_and_empty_labels_through_the_workflow(sandbox):
-    import fiona
-
-    labels = sandbox.root / sandbox.config["labels"]["38SLF_Mosul"]
-    assert sandbox.snakemake(str(labels.relative_to(sandbox.root))).returncode == 0
-    with fiona.open(labels) as src:
-        schema, crs = src.schema, src.crs
-    with fiona.open(labels, "w", driver="ESRI Shapefile", schema=schema, crs=crs):
-        pass
-    result = sandbox.snakemake("results/masks/38SLF_Mosul/20150108_DES.tif")
-    assert result.returncode != 0
-    assert (
-        f"ERROR: {sandbox.config['labels']['38SLF_Mosul']}: label file holds no polygon"
-        in result.stderr
-    )
-    assert not (sandbox.root / "results/masks/38SLF_Mosul/20150108_DES.tif").exists()

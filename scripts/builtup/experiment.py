@@ -9,27 +9,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import jsonschema
 import yaml
 
 from builtup.errors import InputError
 from builtup.recipes import get_recipe
-
-SCHEMA = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "experiment.schema.yaml"
-
-
-def _with_defaults(validator_class):
-    """A validator that also fills the schema's defaults into the instance."""
-    validate_properties = validator_class.VALIDATORS["properties"]
-
-    def fill(validator, properties, instance, schema):
-        if isinstance(instance, dict):
-            for name, sub in properties.items():
-                if "default" in sub and name not in instance:
-                    instance[name] = sub["default"]
-        yield from validate_properties(validator, properties, instance, schema)
-
-    return jsonschema.validators.extend(validator_class, {"properties": fill})
+from builtup.schema import check_against_schema
 
 
 def read_experiment(path: str | Path) -> dict:
@@ -41,12 +25,7 @@ def read_experiment(path: str | Path) -> dict:
         spec = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as err:
         raise InputError(path, f"not valid YAML: {err}") from None
-    schema = yaml.safe_load(SCHEMA.read_text())
-    validator = _with_defaults(jsonschema.Draft202012Validator)(schema)
-    error = jsonschema.exceptions.best_match(validator.iter_errors(spec))
-    if error is not None:
-        where = "/".join(str(p) for p in error.absolute_path) or "(top level)"
-        raise InputError(path, f"{where}: {error.message}")
+    check_against_schema(spec, "experiment.schema.yaml", path)
     spec["name"] = path.stem
     spec["path"] = str(path)
     return spec

@@ -6,6 +6,7 @@ from snakemake.exceptions import WorkflowError
 from builtup.errors import InputError
 from builtup.experiment import read_experiment
 from builtup.folds import ALL_CITIES
+from builtup.schema import check_against_schema
 from builtup.sheet import check_cities, read_sheet
 
 
@@ -13,7 +14,10 @@ def load_sheet():
     """The scenes sheet restricted to the configured cities, checked against the config."""
     try:
         sheet = read_sheet(config["scenes"])
-        validate(sheet, "../schemas/scenes.schema.yaml")
+        for line, row in enumerate(sheet.to_dict("records"), start=2):
+            check_against_schema(
+                row, "scenes.schema.yaml", f"{config['scenes']}, line {line}"
+            )
         check_cities(sheet, config["cities"], config["labels"], config["scenes"])
     except InputError as err:
         raise WorkflowError(f"ERROR: {err}") from None
@@ -89,8 +93,24 @@ def band_of(pol):
     return band
 
 
+SHAPEFILE_SIDECARS = (".shx", ".dbf", ".prj")
+
+
 def labels_of(wildcards):
     return config["labels"][wildcards.city]
+
+
+def label_sidecars(wildcards):
+    """A shapefile's companion files, so that a changed or removed .prj makes masks stale.
+
+    Those of a shapefile still to be made (the demo's) are all expected; of an existing one,
+    those present (a missing .prj is then reported by the job, on one line).
+    """
+    path = Path(labels_of(wildcards))
+    if path.suffix.lower() != ".shp":
+        return []
+    sidecars = [path.with_suffix(ext) for ext in SHAPEFILE_SIDECARS]
+    return [str(s) for s in sidecars if s.exists() or not path.exists()]
 
 
 def training_scene_files(pattern):
@@ -107,9 +127,7 @@ def demo_outputs():
     raw = [p for p in [*SHEET["vv"], *SHEET["vh"]] if Path(p).is_relative_to(root)]
     shapefiles = [p for p in config["labels"].values() if Path(p).is_relative_to(root)]
     sidecars = [
-        str(Path(p).with_suffix(ext))
-        for p in shapefiles
-        for ext in (".shx", ".dbf", ".prj")
+        str(Path(p).with_suffix(ext)) for p in shapefiles for ext in SHAPEFILE_SIDECARS
     ]
     return sorted(set(raw)) + shapefiles + sidecars
 

@@ -26,6 +26,7 @@ rule rasterize_mask:
     input:
         scene="results/rasters/{city}/{scene}.tif",
         labels=labels_of,
+        sidecars=label_sidecars,
     output:
         "results/masks/{city}/{scene}.tif",
     log:
