@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import re
 import shutil
 import subprocess
@@ -53,6 +54,7 @@ TINY = {
     "accelerator": "cpu",
     "seed": 5,
 }
+SMALL_DAG_EXPERIMENT = {**TINY, "epochs": 1}
 
 # Two training cities and one test city: the smallest DAG that reaches the shapefiles.
 SMALL_DAG_CITIES = ["38SLF_Mosul", "38SMA_Najaf", "38SLD_Tikrit"]
@@ -136,6 +138,14 @@ class Sandbox:
         self.config["tiles"]["min_overlap"] = 16
         self.write_config()
 
+    @classmethod
+    def copy(cls, other: Sandbox, root: Path) -> Sandbox:
+        """A copy of ``other`` with everything it made (results and Snakemake's records)."""
+        shutil.copytree(other.root, root, symlinks=True, dirs_exist_ok=True)
+        box = cls.__new__(cls)
+        box.root, box.config = root, copy.deepcopy(other.config)
+        return box
+
     def write_config(self, config=None):
         text = yaml.safe_dump(config or self.config, sort_keys=False)
         (self.root / "config" / "config.yaml").write_text(text)
@@ -185,6 +195,19 @@ class Sandbox:
             if (fields["city"], fields["scene"]) == (city, scene):
                 return self.root / fields[pol]
         raise KeyError((city, scene))
+
+
+@pytest.fixture(scope="session")
+def small_dag_finished(tmp_path_factory):
+    """The smallest whole DAG (SMALL_DAG_CITIES, one epoch), run once for the session.
+
+    Tests must not change it: they work on a :meth:`Sandbox.copy`.
+    """
+    box = Sandbox(tmp_path_factory.mktemp("small_dag"))
+    box.small_dag(SMALL_DAG_CITIES, SMALL_DAG_EXPERIMENT)
+    result = box.snakemake()
+    assert result.returncode == 0, result.stderr[-4000:]
+    return box
 
 
 @pytest.fixture

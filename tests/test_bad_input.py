@@ -8,7 +8,6 @@ troubleshooting section lists the same cases.
 
 from __future__ import annotations
 
-import copy
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,28 +20,15 @@ import torch
 import yaml
 from affine import Affine
 
-from conftest import SMALL_DAG_CITIES, TINY, Sandbox
+from conftest import SMALL_DAG_CITIES, Sandbox
 
 pytestmark = pytest.mark.slow
 
 TRAIN_CITY, TEST_CITY = SMALL_DAG_CITIES[0], SMALL_DAG_CITIES[2]
 
 
-@pytest.fixture(scope="module")
-def finished(tmp_path_factory):
-    box = Sandbox(tmp_path_factory.mktemp("finished"))
-    box.small_dag(SMALL_DAG_CITIES, {**TINY, "epochs": 1})
-    result = box.snakemake()
-    assert result.returncode == 0, result.stderr[-4000:]
-    return box
-
-
 class Case(Sandbox):
     """A copy of the finished run, with helpers to spoil its inputs."""
-
-    def __init__(self, finished: Sandbox, root: Path):
-        shutil.copytree(finished.root, root, symlinks=True, dirs_exist_ok=True)
-        self.root, self.config = root, copy.deepcopy(finished.config)
 
     def scene(self, city: str) -> str:
         return self.sheet_rows(city)[0]["scene"]
@@ -249,8 +235,8 @@ CASES = {
 
 
 @pytest.mark.parametrize("bad", CASES.values(), ids=CASES.keys())
-def test_bad_input_stops_with_one_line(finished, tmp_path, bad):
-    case = Case(finished, tmp_path)
+def test_bad_input_stops_with_one_line(small_dag_finished, tmp_path, bad):
+    case = Case.copy(small_dag_finished, tmp_path)
     culprit = bad.spoil(case)
     target = bad.target(case) if bad.target else None
     result = case.snakemake(target) if target else case.snakemake("-n")

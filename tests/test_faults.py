@@ -15,27 +15,23 @@ from pathlib import Path
 
 import pytest
 
-from conftest import SMALL_DAG_CITIES, TINY, Sandbox, rewrite_pixel
+from conftest import SMALL_DAG_CITIES, SMALL_DAG_EXPERIMENT, Sandbox, rewrite_pixel
 
 pytestmark = pytest.mark.slow
 
-EXPERIMENT = {**TINY, "epochs": 1}
 BYTE_IDENTICAL = ("results/masks/*/*.tif", "results/tiles/*/*/*", "results/folds/*/*")
 VICTIM = "results/predictions/tiny/38SLD_Tikrit"  # the prediction of the test city
 
 
 def small_dag(root: Path) -> Sandbox:
     box = Sandbox(root)
-    box.small_dag(SMALL_DAG_CITIES, EXPERIMENT)
+    box.small_dag(SMALL_DAG_CITIES, SMALL_DAG_EXPERIMENT)
     return box
 
 
-@pytest.fixture(scope="module")
-def reference(tmp_path_factory):
-    box = small_dag(tmp_path_factory.mktemp("reference"))
-    result = box.snakemake()
-    assert result.returncode == 0, result.stderr[-4000:]
-    return box
+@pytest.fixture
+def reference(small_dag_finished):
+    return small_dag_finished
 
 
 def files(box: Sandbox, patterns) -> dict[str, bytes]:
@@ -94,11 +90,11 @@ def test_a_job_killed_mid_run_is_redone_to_the_same_result(reference, tmp_path):
     assert metrics(box) == metrics(reference)
 
 
-def test_a_changed_raw_scene_makes_only_its_chain_stale(reference):
-    """Runs last: it spoils the reference's raw data (dry runs only)."""
-    assert reference.stale_jobs() == {}
-    scene = next(reference.root.glob(f"{VICTIM}/*.tif")).stem
-    rewrite_pixel(reference.raw("38SLD_Tikrit", scene, "vh"))
+def test_a_changed_raw_scene_makes_only_its_chain_stale(reference, tmp_path):
+    box = Sandbox.copy(reference, tmp_path)
+    assert box.stale_jobs() == {}
+    scene = next(box.root.glob(f"{VICTIM}/*.tif")).stem
+    rewrite_pixel(box.raw("38SLD_Tikrit", scene, "vh"))
     test_city_chain = [
         "compose_raster",  # the scene
         "rasterize_mask",
@@ -109,4 +105,4 @@ def test_a_changed_raw_scene_makes_only_its_chain_stale(reference):
         "evaluate",  # the experiment's metrics
         "all",
     ]
-    assert reference.stale_jobs() == dict.fromkeys(test_city_chain, 1)
+    assert box.stale_jobs() == dict.fromkeys(test_city_chain, 1)

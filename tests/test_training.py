@@ -211,6 +211,7 @@ def test_ddp_from_the_gpu_resource_of_the_train_rule(tiny):
     assert result.returncode == 0, result.stderr[-3000:]
     log = (tiny.root / f"results/logs/train/tiny_ddp/{FOLD}.log").read_text()
     assert "training process 1 of 2 on cpu" in log, log[-2000:]
+    assert "training process 2 of 2 on cpu" in log, log[-2000:]
     assert len(epochs_table(tiny.root / f"results/models/tiny_ddp/{FOLD}")) == 1
 
 

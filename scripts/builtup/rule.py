@@ -17,7 +17,10 @@ def run(snakemake, work: Callable[[], object]) -> None:
     """Run ``work`` with logging to the rule's log; bad input exits 1 with one line on stderr."""
     os.environ.setdefault("GDAL_NUM_THREADS", str(snakemake.threads))
     log_path = snakemake.log[0] if snakemake.log else None
-    handlers = [logging.FileHandler(log_path, mode="w")] if log_path else [logging.StreamHandler()]
+    # DDP re-runs the script in one process per further device: all of them append
+    if log_path and os.environ.get("LOCAL_RANK", "0") == "0":
+        open(log_path, "w").close()
+    handlers = [logging.FileHandler(log_path, mode="a")] if log_path else [logging.StreamHandler()]
     logging.basicConfig(
         level=logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
