@@ -28,8 +28,6 @@ log = logging.getLogger(__name__)
 POOL_VARIABLE = "BUILTUP_GPUS"  # device ids this machine's jobs may share, e.g. "0,1,2,3"
 LOCKS_VARIABLE = "BUILTUP_GPU_LOCKS"  # folder of the lock files (default: under /tmp)
 
-_held: list[int] = []  # descriptors of the claimed devices' locks, open for the process's life
-
 
 def gpu_pool(env=os.environ) -> list[str]:
     """The device ids to share: BUILTUP_GPUS, else CUDA_VISIBLE_DEVICES, else nvidia-smi's."""
@@ -78,8 +76,7 @@ def claim_gpus(count: int, pool: list[str], folder: Path, poll_s: float = 1.0) -
             if fd is not None:
                 claimed[device] = fd
                 if len(claimed) == count:
-                    _held.extend(claimed.values())
-                    return list(claimed)
+                    return list(claimed)  # their descriptors stay open: locked until exit
         for fd in claimed.values():
             os.close(fd)
         if not waited:
