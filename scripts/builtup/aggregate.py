@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -21,13 +20,7 @@ from rasterio.errors import RasterioError
 from rasterio.vrt import WarpedVRT
 
 from builtup.errors import InputError
-from builtup.predict import (
-    PROB_NODATA,
-    PROB_SCALE,
-    probability_profile,
-    read_probability,
-    write_cog,
-)
+from builtup.predict import PROB_NODATA, PROB_SCALE, probability_raster, read_probability
 from builtup.rasters import open_raster, same_grid, strip_windows
 
 log = logging.getLogger(__name__)
@@ -47,16 +40,10 @@ def aggregate_city(
             _on_grid(src, path, reference, stack)
             for src, path in zip(sources, prob_paths, strict=True)
         ]
-        profile = probability_profile(reference.profile)
-        Path(out_path).parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=Path(out_path).parent) as work:
-            tmp = Path(work) / "city.tif"
-            with rasterio.open(tmp, "w", **profile) as dst:
-                for window in strip_windows(reference.height, reference.width):
-                    reads = [read_probability(src, window) for src in aligned]
-                    dst.write(_combine(reads, method, threshold)[None], window=window)
-                dst.scales = (1 / PROB_SCALE,)
-            write_cog(tmp, out_path)
+        with probability_raster(reference.profile, out_path) as dst:
+            for window in strip_windows(reference.height, reference.width):
+                reads = [read_probability(src, window) for src in aligned]
+                dst.write(_combine(reads, method, threshold)[None], window=window)
     log.info(
         "%s: %s of %d acquisition(s) on the grid of %s",
         out_path,

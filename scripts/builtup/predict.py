@@ -13,9 +13,11 @@ below what a threshold needs. Cloud-optimised GeoTIFF with overviews.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import tempfile
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,9 +45,21 @@ TTA = {
 }
 
 
-def probability_profile(grid_profile: dict) -> dict:
-    """Tiled, compressed uint8 probability raster on the grid of ``grid_profile``."""
-    return tiled_profile(grid_profile, count=1, dtype="uint8", nodata=PROB_NODATA, codec=MASK_CODEC)
+@contextlib.contextmanager
+def probability_raster(grid_profile: dict, out_path: str | Path) -> Iterator:
+    """An open uint8 probability raster on the grid of ``grid_profile``, written in any order;
+    it becomes the COG ``out_path`` only if the block succeeds."""
+    profile = tiled_profile(
+        grid_profile, count=1, dtype="uint8", nodata=PROB_NODATA, codec=MASK_CODEC
+    )
+    Path(out_path).parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=Path(out_path).parent) as work:
+        tmp = Path(work) / "probability.tif"
+        with rasterio.open(tmp, "w", **profile) as dst:
+            yield dst
+            dst.scales = (1 / PROB_SCALE,)
+            dst.update_tags(content="built-up probability", scale=f"1/{PROB_SCALE}")
+        write_cog(tmp, out_path)
 
 
 def blend_weights(size: int, overlap: int) -> np.ndarray:
@@ -126,15 +140,12 @@ class ScenePredictor:
     @torch.no_grad()
     def probabilities(self, patches: np.ndarray, valid: np.ndarray) -> np.ndarray:
         """(N, H, W) built-up probability of (N, 3, H, W) linear patches."""
+        features = np.stack([self.recipe(p, v) for p, v in zip(patches, valid, strict=True)])
+        nodata = ~np.broadcast_to(valid[:, None], features.shape)
         logits = 0.0
         for model, network in zip(self.models, self.networks, strict=True):
-            inputs = np.stack(
-                [
-                    (self.recipe(p, v) - model.mean) / model.std
-                    for p, v in zip(patches, valid, strict=True)
-                ]
-            )
-            inputs[~np.broadcast_to(valid[:, None], inputs.shape)] = 0.0
+            inputs = (features - model.mean) / model.std
+            inputs[nodata] = 0.0
             batch = torch.from_numpy(inputs).to(self.device, non_blocking=True)
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
                 logits = logits + network(batch).float()
@@ -147,32 +158,25 @@ class ScenePredictor:
             size_y, size_x = min(self.window, height), min(self.window, width)
             rows = tile_offsets(height, size_y, min(self.overlap, size_y - 1))
             cols = tile_offsets(width, size_x, min(self.overlap, size_x - 1))
-            profile = probability_profile(src.profile)
             buffer = _RollingBuffer(size_y + max(np.diff(rows), default=0), width)
-            Path(out_path).parent.mkdir(parents=True, exist_ok=True)
-            with tempfile.TemporaryDirectory(dir=Path(out_path).parent) as work:
-                tmp = Path(work) / "strips.tif"
-                with rasterio.open(tmp, "w", **profile) as dst, ThreadPoolExecutor(1) as reader:
+            with probability_raster(src.profile, out_path) as dst, ThreadPoolExecutor(1) as reader:
 
-                    def read(row):
-                        window = rasterio.windows.Window(0, row, width, size_y)
-                        return read_window(src, scene_path, window)
+                def read(row):
+                    window = rasterio.windows.Window(0, row, width, size_y)
+                    return read_window(src, scene_path, window)
 
-                    pending = reader.submit(read, rows[0])
-                    for k, row in enumerate(rows):
-                        strip = pending.result()
-                        if k + 1 < len(rows):
-                            pending = reader.submit(read, rows[k + 1])
-                        self._predict_strip(strip, row, cols, size_x, buffer)
-                        top, values = buffer.flush(rows[k + 1] if k + 1 < len(rows) else height)
-                        if len(values):
-                            dst.write(
-                                values[None],
-                                window=rasterio.windows.Window(0, top, width, values.shape[0]),
-                            )
-                    dst.scales = (1 / PROB_SCALE,)
-                    dst.update_tags(content="built-up probability", scale=f"1/{PROB_SCALE}")
-                write_cog(tmp, out_path)
+                pending = reader.submit(read, rows[0])
+                for k, row in enumerate(rows):
+                    strip = pending.result()
+                    if k + 1 < len(rows):
+                        pending = reader.submit(read, rows[k + 1])
+                    self._predict_strip(strip, row, cols, size_x, buffer)
+                    top, values = buffer.flush(rows[k + 1] if k + 1 < len(rows) else height)
+                    if len(values):
+                        dst.write(
+                            values[None],
+                            window=rasterio.windows.Window(0, top, width, values.shape[0]),
+                        )
         log.info("%s: %d x %d px, %d windows", out_path, width, height, len(rows) * len(cols))
         return {"width": width, "height": height, "windows": len(rows) * len(cols)}
 
