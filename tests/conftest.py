@@ -17,6 +17,8 @@ import yaml
 from affine import Affine
 from shapely.geometry import mapping
 
+from builtup.sheet import read_sheet
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED_SAMPLE = REPO.parent / "shared" / "data" / "sen1floods11_sample"
 UTM = "EPSG:32638"
@@ -162,15 +164,11 @@ class Sandbox:
 
     def small_dag(self, cities: list[str], experiment: dict) -> None:
         """Restrict the run to ``cities``, one acquisition each, and one experiment ``tiny``."""
-        sheet = self.root / "config" / "scenes.tsv"
-        rows = sheet.read_text().splitlines()
-        kept, seen = [rows[0]], set()
-        for row in rows[1:]:
-            city = row.split("\t")[0]
-            if city in cities and city not in seen:
-                kept.append(row)
-                seen.add(city)
-        sheet.write_text("\n".join(kept) + "\n")
+        path = self.root / "config" / "scenes.tsv"
+        sheet = read_sheet(path)
+        sheet[sheet["city"].isin(cities)].drop_duplicates("city").to_csv(
+            path, sep="\t", index=False
+        )
         (self.root / "config/experiments/tiny.yaml").write_text(yaml.safe_dump(experiment))
         self.config.update(cities=cities, experiments=["tiny"], recipes=[experiment["recipe"]])
         self.write_config()
@@ -187,14 +185,13 @@ class Sandbox:
             m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M) if m[1] != "total"
         }
 
+    def sheet_rows(self, city: str) -> list[dict]:
+        sheet = read_sheet(self.root / "config" / "scenes.tsv")
+        return sheet[sheet["city"] == city].to_dict("records")
+
     def raw(self, city: str, scene: str, pol: str = "vv") -> Path:
-        rows = (self.root / "config" / "scenes.tsv").read_text().splitlines()
-        header = rows[0].split("\t")
-        for row in rows[1:]:
-            fields = dict(zip(header, row.split("\t"), strict=True))
-            if (fields["city"], fields["scene"]) == (city, scene):
-                return self.root / fields[pol]
-        raise KeyError((city, scene))
+        (row,) = [row for row in self.sheet_rows(city) if row["scene"] == scene]
+        return self.root / row[pol]
 
 
 @pytest.fixture(scope="session")

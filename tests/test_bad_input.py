@@ -20,6 +20,8 @@ import torch
 import yaml
 from affine import Affine
 
+from builtup.sheet import read_sheet
+
 from conftest import SMALL_DAG_CITIES, Sandbox
 
 pytestmark = pytest.mark.slow
@@ -32,12 +34,6 @@ class Case(Sandbox):
 
     def scene(self, city: str) -> str:
         return self.sheet_rows(city)[0]["scene"]
-
-    def sheet_rows(self, city: str) -> list[dict]:
-        lines = (self.root / "config/scenes.tsv").read_text().splitlines()
-        header = lines[0].split("\t")
-        rows = [dict(zip(header, line.split("\t"), strict=True)) for line in lines[1:]]
-        return [row for row in rows if row["city"] == city]
 
     def label(self, city: str) -> Path:
         return self.root / self.config["labels"][city]
@@ -127,14 +123,11 @@ def edit_config(case: Case, change) -> Path:
 
 
 def edit_sheet_cell(case: Case, column: str, value: str) -> Path:
-    sheet = case.root / "config/scenes.tsv"
-    lines = sheet.read_text().splitlines()
-    header = lines[0].split("\t")
-    cells = lines[1].split("\t")
-    cells[header.index(column)] = value
-    lines[1] = "\t".join(cells)
-    sheet.write_text("\n".join(lines) + "\n")
-    return sheet
+    path = case.root / "config/scenes.tsv"
+    sheet = read_sheet(path)
+    sheet.loc[0, column] = value
+    sheet.to_csv(path, sep="\t", index=False)
+    return path
 
 
 @dataclass
