@@ -8,7 +8,9 @@ from builtup.tiling import TileSet
 def main():
     i, w, p = snakemake.input, snakemake.wildcards, snakemake.params
     tiles = TileSet(Path(i.images), Path(i.masks), Path(i.index))
-    table, moments = tile_statistics(tiles, w.city, w.scene, SkipRules(**p.skip), tuple(p.recipes))
+    table, moments = tile_statistics(
+        tiles, w.city, w.scene, SkipRules(**p.skip), tuple(p.recipes), snakemake.threads
+    )
     write_statistics(table, moments, snakemake.output.table, snakemake.output.moments)
 
 

@@ -113,11 +113,10 @@ def compose_three_band(
 
 def _three_bands(convention, vh_values, vv_values, valid) -> np.ndarray:
     out = np.zeros((3, *valid.shape), dtype=np.float32)
-    vh_lin = convention.to_linear(vh_values)
-    vv_lin = convention.to_linear(vv_values)
-    out[0][valid] = vh_lin[valid]
-    out[1][valid] = vv_lin[valid]
-    out[2][valid] = 0.5 * (vh_lin[valid] + vv_lin[valid])
+    np.copyto(out[0], convention.to_linear(vh_values), where=valid)
+    np.copyto(out[1], convention.to_linear(vv_values), where=valid)
+    np.add(out[0], out[1], out=out[2])
+    out[2] *= np.float32(0.5)
     return out
 
 

@@ -10,9 +10,8 @@ import numpy as np
 import rasterio
 import shapely
 from fiona.errors import FionaError
-from rasterio import features
-from rasterio.warp import transform_geom
-from shapely.geometry import mapping, shape
+from rasterio import features, warp
+from shapely.geometry import shape
 
 from builtup.errors import InputError
 from builtup.rasters import (
@@ -78,13 +77,23 @@ def _polygonal(geoms: list) -> list:
     return polygons
 
 
+def reproject_polygons(polygons: list, src_crs, dst_crs) -> list:
+    """The polygons in ``dst_crs``: every vertex in one GDAL call, point by point."""
+
+    def transform(coords: np.ndarray) -> np.ndarray:
+        xs, ys = warp.transform(src_crs, dst_crs, coords[:, 0], coords[:, 1])
+        return np.column_stack([xs, ys])
+
+    return list(shapely.transform(np.asarray(polygons, dtype=object), transform))
+
+
 def rasterize_mask(
     scene_path: str | Path, label_path: str | Path, out_path: str | Path, all_touched: bool = True
 ) -> dict:
     """Mask on the 3-band scene's grid: 0 background, 1 built-up, 255 where the scene lacks data."""
     polygons, label_crs = load_polygons(label_path)
     with open_raster(scene_path) as scene:
-        projected = [shape(transform_geom(label_crs, scene.crs, mapping(p))) for p in polygons]
+        projected = reproject_polygons(polygons, label_crs, scene.crs)
         tree = shapely.STRtree(projected)
         profile = tiled_profile(
             scene.profile, count=1, dtype="uint8", nodata=IGNORE, codec=MASK_CODEC

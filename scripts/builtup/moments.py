@@ -21,17 +21,22 @@ class Moments:
         self.m2 = np.zeros(self.channels) if self.m2 is None else np.asarray(self.m2, float)
 
     def add(self, values: np.ndarray) -> None:
-        """Add samples given as (channels, n)."""
+        """Add samples given as (channels, n).
+
+        One pass over float64 samples (faster than centring the float32 samples on their
+        mean first): they are shifted by their first value, so the sum of squares does
+        not cancel when the mean dwarfs the spread.
+        """
         n = values.shape[1]
         if n == 0:
             return
-        # float64 accumulators over the (often float32) samples, without a float64 copy
-        mean = values.sum(axis=1, dtype=np.float64) / n
-        shift = mean.astype(values.dtype)
-        centred = values - shift[:, None]
-        m2 = np.einsum("ij,ij->i", centred, centred, dtype=np.float64)
-        m2 -= n * (mean - shift) ** 2  # centred on the rounded mean, not the exact one
-        self.merge(Moments(self.channels, n, mean, m2))
+        shifted = values.astype(np.float64)
+        shift = shifted[:, 0].copy()
+        shifted -= shift[:, None]
+        sums = shifted.sum(axis=1)
+        squares = np.einsum("ij,ij->i", shifted, shifted)
+        m2 = np.maximum(squares - sums * sums / n, 0.0)
+        self.merge(Moments(self.channels, n, shift + sums / n, m2))
 
     def merge(self, other: Moments) -> None:
         if other.channels != self.channels:

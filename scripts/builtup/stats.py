@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import logging
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,33 +56,65 @@ def tile_statistics(
     scene: str,
     rules: SkipRules = SkipRules(),
     recipes: tuple[str, ...] = (),
+    threads: int = 1,
 ) -> tuple[pd.DataFrame, dict[str, Moments]]:
-    """Statistics of every tile of a scene, and the moments of each recipe over usable tiles."""
+    """Statistics of every tile of a scene, and the moments of each recipe over usable tiles.
+
+    Tiles are read in order and summarised by ``threads`` threads (numpy releases the
+    GIL); each tile's moments are merged in tile order, so the result does not depend
+    on the number of threads.
+    """
     windows = tiles.meta()["windows"]
     moments = {name: Moments(get_recipe(name).channels) for name in recipes}
     rows = []
-    for index, (image, mask) in enumerate(tiles.iter_tiles()):
-        col, row, width, height = windows[index]
-        valid = mask != IGNORE
-        record = _tile_record(image, mask, valid, rules)
-        rows.append(
-            {
-                "city": city,
-                "scene": scene,
-                "tile": index,
-                "col_off": col,
-                "row_off": row,
-                "width": width,
-                "height": height,
-                **record,
-            }
+    with ThreadPoolExecutor(threads) as pool:
+        summaries = _in_order(
+            pool, lambda tile: _tile_summary(*tile, rules, recipes), tiles.iter_tiles(), threads
         )
-        if not record["skip"]:
-            for name, acc in moments.items():
-                acc.add(valid_values(get_recipe(name)(image, valid), valid))
+        for index, (record, tile_moments) in enumerate(summaries):
+            col, row, width, height = windows[index]
+            rows.append(
+                {
+                    "city": city,
+                    "scene": scene,
+                    "tile": index,
+                    "col_off": col,
+                    "row_off": row,
+                    "width": width,
+                    "height": height,
+                    **record,
+                }
+            )
+            for name, part in tile_moments.items():
+                moments[name].merge(part)
     table = pd.DataFrame(rows)
     log.info("%s/%s: %d tiles, %d skipped", city, scene, len(table), int(table["skip"].sum()))
     return table, moments
+
+
+def _in_order(pool: ThreadPoolExecutor, fn, items: Iterator, threads: int) -> Iterator:
+    """``fn`` over ``items`` on the pool, results in order, at most 2 x threads items in flight."""
+    pending: deque = deque()
+    for item in items:
+        pending.append(pool.submit(fn, item))
+        if len(pending) > 2 * threads:
+            yield pending.popleft().result()
+    while pending:
+        yield pending.popleft().result()
+
+
+def _tile_summary(
+    image: np.ndarray, mask: np.ndarray, rules: SkipRules, recipes: tuple[str, ...]
+) -> tuple[dict, dict[str, Moments]]:
+    valid = mask != IGNORE
+    record = _tile_record(image, mask, valid, rules)
+    moments = {}
+    if not record["skip"]:
+        for name in recipes:
+            recipe = get_recipe(name)
+            moments[name] = Moments(recipe.channels)
+            moments[name].add(valid_values(recipe(image, valid), valid))
+    return record, moments
 
 
 def valid_values(array: np.ndarray, valid: np.ndarray) -> np.ndarray:

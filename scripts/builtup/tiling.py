@@ -113,8 +113,8 @@ def cut_tiles(
                 image = read_window(scene, scene_path, strip)
                 labels = read_window(mask, mask_path, strip, 1)
                 for col in cols:
-                    img_out.write(np.ascontiguousarray(image[:, :, col : col + size]).tobytes())
-                    msk_out.write(np.ascontiguousarray(labels[:, col : col + size]).tobytes())
+                    img_out.write(np.ascontiguousarray(image[:, :, col : col + size]))
+                    msk_out.write(np.ascontiguousarray(labels[:, col : col + size]))
         with atomic_path(tiles.index) as tmp:
             tmp.write_text(json.dumps(meta))
     return count
