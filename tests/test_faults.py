@@ -49,9 +49,14 @@ def metrics(box: Sandbox) -> dict:
 
 
 def test_two_clean_runs_are_identical(reference, tmp_path):
+    """The second run also prepares the data on 2 threads: the outputs must not change."""
     again = small_dag(tmp_path)
+    again.config["preparation"] = {"threads": 2}
+    again.write_config()
     result = again.snakemake()
     assert result.returncode == 0, result.stderr[-4000:]
+    stats_logs = list((again.root / "results/logs/tile_stats").rglob("*.log"))
+    assert stats_logs and all("2 threads" in log.read_text() for log in stats_logs)
 
     expected = files(reference, BYTE_IDENTICAL)
     assert len(expected) > 10 and files(again, BYTE_IDENTICAL) == expected

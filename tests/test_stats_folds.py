@@ -113,3 +113,16 @@ def test_fold_without_usable_tiles(tmp_path, rng):
         build_fold(
             "B_b", ["A_a", "B_b"], [tmp_path / "a.tsv", *stats], [tmp_path / "a.json", *moments]
         )
+
+
+def test_threads_change_nothing(tmp_path, rng):
+    """Tiles summarised on several threads give the very same table and moments."""
+    images = rng.gamma(2.0, 0.05, (23, 3, 16, 16)).astype(np.float32)
+    masks = rng.choice(np.array([0, 1, 255], np.uint8), (23, 16, 16), p=[0.6, 0.3, 0.1])
+    tiles = write_tiles(tmp_path / "t", images, masks, 16)
+    recipes = ("db3", "linear6", "minmax_pow3")
+    one = tile_statistics(tiles, "A_B", "s1", recipes=recipes, threads=1)
+    three = tile_statistics(tiles, "A_B", "s1", recipes=recipes, threads=3)
+    assert one[0].equals(three[0])
+    for name in recipes:
+        assert one[1][name].to_dict() == three[1][name].to_dict()

@@ -88,7 +88,8 @@ def tile_statistics(
             for name, part in tile_moments.items():
                 moments[name].merge(part)
     table = pd.DataFrame(rows)
-    log.info("%s/%s: %d tiles, %d skipped", city, scene, len(table), int(table["skip"].sum()))
+    skipped = int(table["skip"].sum())
+    log.info("%s/%s: %d tiles, %d skipped, %d threads", city, scene, len(table), skipped, threads)
     return table, moments
 
 

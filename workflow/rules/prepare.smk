@@ -9,7 +9,7 @@ rule compose_raster:
         "results/benchmarks/compose_raster/{city}/{scene}.tsv"
     conda:
         "../../envs/geo.yaml"
-    threads: 2
+    threads: config["preparation"]["threads"]
     resources:
         mem_mb=1000,
         runtime=20,
@@ -35,7 +35,7 @@ rule rasterize_mask:
         "results/benchmarks/rasterize_mask/{city}/{scene}.tsv"
     conda:
         "../../envs/geo.yaml"
-    threads: 2
+    threads: config["preparation"]["threads"]
     resources:
         mem_mb=1000,
         runtime=20,
@@ -59,7 +59,7 @@ rule cut_tiles:
         "results/benchmarks/cut_tiles/{city}/{scene}.tsv"
     conda:
         "../../envs/geo.yaml"
-    threads: 2
+    threads: config["preparation"]["threads"]
     resources:
         mem_mb=1000,
         runtime=20,
@@ -84,7 +84,7 @@ rule tile_stats:
         "results/benchmarks/tile_stats/{city}/{scene}.tsv"
     conda:
         "../../envs/geo.yaml"
-    threads: 2
+    threads: config["preparation"]["threads"]
     resources:
         mem_mb=1000,
         runtime=30,
