@@ -24,7 +24,7 @@ os.environ.setdefault("GDAL_CACHEMAX", "128")
 BLOCK = 512
 
 # ZSTD level 1 with the floating-point predictor: measured by
-# benchmarks/bench_codecs.py as the best write speed per byte saved on
+# benchmarks/bench_formats.py as the best write speed per byte saved on
 # speckled float32 backscatter (see docs/benchmarks.md).
 FLOAT_CODEC = {"compress": "zstd", "zstd_level": 1, "predictor": 3}
 MASK_CODEC = {"compress": "zstd", "zstd_level": 1, "predictor": 2}

@@ -1,6 +1,6 @@
 """Training tiles: evenly spread, overlapping, flush with the border, stored for fast reading.
 
-Storage (measured by benchmarks/bench_tile_formats.py): per scene one
+Storage (measured by benchmarks/bench_formats.py): per scene one
 uncompressed ``images.npy`` (N, C, S, S) float32 and one ``masks.npy``
 (N, S, S) uint8, read with memory mapping, plus ``tiles.json`` holding the
 scene's CRS and transform and every tile's window, so each tile keeps its
