@@ -1,9 +1,10 @@
 """Data preparation on one full-size scene: time, peak RSS and throughput per step.
 
 Generates one 10980 x 10980 acquisition with its label (in windows), then runs
-each step of the stage in its own process with the threads its rule declares,
-next to a raw ``cp`` of the same input bytes measured in the same run. Both are
-measured twice: with the raw scene in the page cache, and with it evicted first
+each step of the stage in its own process with ``--threads`` threads (what
+``preparation.threads`` gives each rule), next to a raw ``cp`` of the same
+input bytes measured in the same run. Both are measured twice: with the raw
+scene in the page cache, and with it evicted first
 (``posix_fadvise(DONTNEED)``), as when a run starts from scenes on disk. Usage::
 
     python benchmarks/bench_prepare.py [--size 10980] [--threads 2] [--out benchmarks/out]
@@ -88,7 +89,9 @@ def raw_copy(vv: Path, vh: Path, out: Path) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--size", type=int, default=10980)
-    parser.add_argument("--threads", type=int, default=2, help="threads per step (the rules': 2)")
+    parser.add_argument(
+        "--threads", type=int, default=2, help="threads per step, as preparation.threads"
+    )
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "out"))
     parser.add_argument("--keep", action="store_true", help="keep the generated files")
     parser.add_argument("--reuse", action="store_true", help="reuse a kept generated scene")
