@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from builtup.moments import Moments
-from builtup.recipes import RECIPES, get_recipe
+from builtup.recipes import CHANNELS, RECIPES, get_recipe
 
 
 @pytest.fixture
@@ -86,3 +86,23 @@ def test_moments_float64_on_large_offsets(rng):
     for part in np.array_split(data, 10, axis=1):
         acc.add(part)
     np.testing.assert_allclose(acc.std, data.astype(np.float64).std(axis=1), rtol=1e-6)
+
+
+def test_moments_channels_split_and_stack(rng):
+    data = rng.normal(2, 5, (3, 1000))
+    whole = Moments(3)
+    whole.add(data)
+    parts = [whole.channel(i) for i in range(3)]
+    assert [p.channels for p in parts] == [1, 1, 1]
+    restacked = Moments.stack([parts[2], parts[0]])
+    np.testing.assert_array_equal(restacked.mean, whole.mean[[2, 0]])
+    np.testing.assert_array_equal(restacked.std, whole.std[[2, 0]])
+    fewer = Moments(1)
+    fewer.add(data[:1, :10])
+    with pytest.raises(ValueError, match="different sample counts"):
+        Moments.stack([parts[0], fewer])
+
+
+def test_recipes_name_known_channels():
+    for recipe in RECIPES.values():
+        assert set(recipe.bands) <= set(CHANNELS), recipe.name

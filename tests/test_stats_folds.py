@@ -3,10 +3,11 @@ import json
 import numpy as np
 import pytest
 
+from builtup import recipes
 from builtup.errors import InputError
 from builtup.folds import build_fold, fold_cities, write_fold
 from builtup.moments import Moments
-from builtup.recipes import get_recipe
+from builtup.recipes import RECIPES
 from builtup.stats import SkipRules, read_statistics, tile_statistics, write_statistics
 from builtup.tiling import TileSet, _write_npy_header
 
@@ -53,16 +54,39 @@ def test_tile_records_and_skip_reasons(crafted):
 
 def test_moments_cover_usable_tiles_only(crafted, tmp_path):
     tiles, images, masks = crafted
-    table, moments = tile_statistics(tiles, "A_B", "s1", recipes=("db3", "linear3"))
-    expected = Moments(3)
-    for i in (0, 4):
-        valid = masks[i] != 255
-        expected.add(get_recipe("db3")(images[i], valid)[:, valid])
-    np.testing.assert_allclose(moments["db3"].mean, expected.mean)
+    table, moments = tile_statistics(tiles, "A_B", "s1", recipes=tuple(RECIPES))
+    for name, recipe in RECIPES.items():
+        expected = Moments(recipe.channels)
+        for i in (0, 4):
+            valid = masks[i] != 255
+            expected.add(recipe(images[i], valid)[:, valid])
+        np.testing.assert_allclose(moments[name].mean, expected.mean, rtol=1e-12, err_msg=name)
+        np.testing.assert_allclose(moments[name].std, expected.std, rtol=1e-9, err_msg=name)
+        assert moments[name].count == expected.count
     write_statistics(table, moments, tmp_path / "s.tsv", tmp_path / "m.json")
     back = read_statistics(tmp_path / "s.tsv")
     assert back["skip_reason"].tolist()[:2] == ["", "nodata"]
     assert json.loads((tmp_path / "m.json").read_text())["db3"]["count"] == expected.count
+
+
+def test_shared_channels_are_computed_once_per_tile(crafted, monkeypatch):
+    tiles, _, _ = crafted
+    calls: dict[str, int] = {}
+
+    def counted(name, fn):
+        def channel(features):
+            calls[name] = calls.get(name, 0) + 1
+            return fn(features)
+
+        return channel
+
+    counting = {name: counted(name, fn) for name, fn in recipes.CHANNELS.items()}
+    monkeypatch.setattr(recipes, "CHANNELS", counting)
+    tile_statistics(tiles, "A_B", "s1", recipes=tuple(RECIPES))
+    usable_tiles = 2
+    derived = {band for r in RECIPES.values() for band in r.bands} - set(recipes.BANDS)
+    assert set(calls) >= derived  # and the bands the derived channels are made from
+    assert set(calls.values()) == {usable_tiles}
 
 
 def city_tables(tmp_path, rng, cities):

@@ -49,6 +49,21 @@ class Moments:
         self.m2 = self.m2 + other.m2 + delta**2 * (self.count * other.count / total)
         self.count = total
 
+    def channel(self, index: int) -> Moments:
+        return Moments(1, self.count, self.mean[index : index + 1], self.m2[index : index + 1])
+
+    @classmethod
+    def stack(cls, parts: list[Moments]) -> Moments:
+        """Moments of several channels over the same samples, from one Moments per channel."""
+        if len({part.count for part in parts}) > 1:
+            raise ValueError("cannot stack moments of different sample counts")
+        return cls(
+            sum(part.channels for part in parts),
+            parts[0].count,
+            np.concatenate([part.mean for part in parts]),
+            np.concatenate([part.m2 for part in parts]),
+        )
+
     @property
     def std(self) -> np.ndarray:
         return np.sqrt(self.m2 / self.count) if self.count else np.zeros(self.channels)

@@ -1,96 +1,142 @@
 """Input recipes: pure functions from the 3-band linear tile (VH, VV, (VH+VV)/2) to model input.
 
-Each recipe takes ``x`` of shape (3, H, W) float32 and the boolean ``valid``
-mask (H, W); it returns (C, H, W) float32 with 0 at invalid pixels. Training
-applies them on the fly; normalisation statistics are computed per recipe.
+A recipe is a list of named channels. Each channel is a function of one tile's
+:class:`Features`, which computes every channel (and the dB bands) at most
+once, so the tile statistics evaluate a channel shared by several recipes only
+once. A recipe called on ``x`` (3, H, W) float32 and the boolean ``valid``
+mask (H, W) returns (C, H, W) float32 with 0 at invalid pixels. Training
+applies recipes on the fly; normalisation statistics are computed per recipe.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
 DB_FLOOR = 1e-6  # -60 dB: floor for the logarithm of backscatter (and of negative outliers)
-
-
-@dataclass(frozen=True)
-class Recipe:
-    name: str
-    channels: int
-    description: str
-    fn: Callable[[np.ndarray], np.ndarray]
-    per_sample: bool = False  # the function needs the valid mask (per-sample statistics)
-
-    def __call__(self, x: np.ndarray, valid: np.ndarray) -> np.ndarray:
-        out = self.fn(x, valid) if self.per_sample else self.fn(x)
-        out = out.astype(np.float32, copy=False)
-        if not valid.all():
-            out[:, ~valid] = 0.0
-        return out
+BANDS = ("vh", "vv", "mean")
 
 
 def to_db(x: np.ndarray) -> np.ndarray:
     return np.float32(10.0) * np.log10(np.maximum(x, np.float32(DB_FLOOR)))
 
 
-def _linear3(x):
-    return x.copy()
+class Features:
+    """The channels of one tile, each computed on first use and kept."""
 
+    def __init__(self, x: np.ndarray, valid: np.ndarray):
+        self.x, self.valid = x, valid
+        self._channels: dict[str, np.ndarray] = {}
 
-def _db3(x):
-    return to_db(x)
+    @cached_property
+    def db(self) -> np.ndarray:
+        return to_db(self.x)
 
+    def __getitem__(self, name: str) -> np.ndarray:
+        if name not in self._channels:
+            self._channels[name] = CHANNELS[name](self).astype(np.float32, copy=False)
+        return self._channels[name]
 
-def _db5(x):
-    db = to_db(x)
-    vh, vv = db[0], db[1]
-    return np.concatenate([db, (vv * vh)[None], ((vv + 1.0) / (vh + 1.0))[None]])
-
-
-def _linear5(x):
-    vh, vv = x[0], x[1]
-    return np.concatenate([x, (vv - vh)[None], np.sqrt(vh * vh + vv * vv)[None]])
-
-
-def _linear6(x):
-    vh, vv = x[0], x[1]
-    return np.concatenate(
-        [x, (vv * vh)[None], ((vv + 0.01) / (vh + 0.01))[None], np.sqrt(vh * vh + vv * vv)[None]]
-    )
-
-
-def _log_sq(x):
-    return np.log(np.maximum(x * x, np.float32(DB_FLOOR**2)))
-
-
-def _minmax_pow(x, valid):
-    """Per sample and band: scale valid pixels to [0, 1] by their min/max, then x^0.2 - 0.5."""
-    out = np.zeros_like(x)
-    if not valid.any():
+    def stack(self, names: tuple[str, ...]) -> np.ndarray:
+        """(C, H, W) float32 of the named channels, 0 at invalid pixels."""
+        out = np.empty((len(names), *self.valid.shape), dtype=np.float32)
+        for index, name in enumerate(names):
+            out[index] = self[name]
+        if not self.valid.all():
+            out[:, ~self.valid] = 0.0
         return out
-    for band in range(x.shape[0]):
-        values = x[band][valid]
-        low, high = values.min(), values.max()
-        scaled = np.clip((x[band] - low) / max(high - low, np.float32(1e-12)), 0.0, 1.0)
-        out[band] = np.power(scaled, np.float32(0.2)) - np.float32(0.5)
-    return out
 
+
+def _band(index: int) -> Callable[[Features], np.ndarray]:
+    return lambda f: f.x[index]
+
+
+def _db_band(index: int) -> Callable[[Features], np.ndarray]:
+    return lambda f: f.db[index]
+
+
+def _log_sq(index: int) -> Callable[[Features], np.ndarray]:
+    return lambda f: np.log(np.maximum(f.x[index] * f.x[index], np.float32(DB_FLOOR**2)))
+
+
+def _minmax_pow(index: int) -> Callable[[Features], np.ndarray]:
+    """Per sample: scale the band's valid pixels to [0, 1] by their min/max, then x^0.2 - 0.5."""
+
+    def channel(f: Features) -> np.ndarray:
+        band = f.x[index]
+        if not f.valid.any():
+            return np.zeros_like(band)
+        values = band[f.valid]
+        low, high = values.min(), values.max()
+        scaled = np.clip((band - low) / max(high - low, np.float32(1e-12)), 0.0, 1.0)
+        return np.power(scaled, np.float32(0.2)) - np.float32(0.5)
+
+    return channel
+
+
+CHANNELS: dict[str, Callable[[Features], np.ndarray]] = {
+    **{band: _band(i) for i, band in enumerate(BANDS)},
+    **{f"{band}_db": _db_band(i) for i, band in enumerate(BANDS)},
+    **{f"log({band}^2)": _log_sq(i) for i, band in enumerate(BANDS)},
+    **{f"minmax_pow({band})": _minmax_pow(i) for i, band in enumerate(BANDS)},
+    "vv_db*vh_db": lambda f: f["vv_db"] * f["vh_db"],
+    "(vv_db+1)/(vh_db+1)": lambda f: (f["vv_db"] + 1.0) / (f["vh_db"] + 1.0),
+    "vv-vh": lambda f: f["vv"] - f["vh"],
+    "vv*vh": lambda f: f["vv"] * f["vh"],
+    "(vv+0.01)/(vh+0.01)": lambda f: (f["vv"] + 0.01) / (f["vh"] + 0.01),
+    "sqrt(vh^2+vv^2)": lambda f: np.sqrt(f["vh"] * f["vh"] + f["vv"] * f["vv"]),
+}
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str
+    description: str
+    bands: tuple[str, ...]  # names in CHANNELS
+
+    @property
+    def channels(self) -> int:
+        return len(self.bands)
+
+    def __call__(self, x: np.ndarray, valid: np.ndarray) -> np.ndarray:
+        return Features(x, valid).stack(self.bands)
+
+
+def _named(template: str) -> tuple[str, ...]:
+    return tuple(template.format(band) for band in BANDS)
+
+
+LINEAR3 = BANDS
+DB3 = _named("{}_db")
 
 RECIPES: dict[str, Recipe] = {
     r.name: r
     for r in (
-        Recipe("linear3", 3, "VH, VV, (VH+VV)/2 in linear sigma0", _linear3),
-        Recipe("db3", 3, "the 3 bands in dB", _db3),
-        Recipe("db5", 5, "3 dB bands, VV_dB*VH_dB, (VV_dB+1)/(VH_dB+1)", _db5),
-        Recipe("linear5", 5, "3 linear bands, VV-VH, sqrt(VH^2+VV^2)", _linear5),
+        Recipe("linear3", "VH, VV, (VH+VV)/2 in linear sigma0", LINEAR3),
+        Recipe("db3", "the 3 bands in dB", DB3),
         Recipe(
-            "linear6", 6, "3 linear bands, VV*VH, (VV+0.01)/(VH+0.01), sqrt(VH^2+VV^2)", _linear6
+            "db5",
+            "3 dB bands, VV_dB*VH_dB, (VV_dB+1)/(VH_dB+1)",
+            (*DB3, "vv_db*vh_db", "(vv_db+1)/(vh_db+1)"),
         ),
-        Recipe("log_sq3", 3, "log(x^2) of the 3 bands", _log_sq),
         Recipe(
-            "minmax_pow3", 3, "per-sample min/max to [0, 1], then x^0.2 - 0.5", _minmax_pow, True
+            "linear5",
+            "3 linear bands, VV-VH, sqrt(VH^2+VV^2)",
+            (*LINEAR3, "vv-vh", "sqrt(vh^2+vv^2)"),
+        ),
+        Recipe(
+            "linear6",
+            "3 linear bands, VV*VH, (VV+0.01)/(VH+0.01), sqrt(VH^2+VV^2)",
+            (*LINEAR3, "vv*vh", "(vv+0.01)/(vh+0.01)", "sqrt(vh^2+vv^2)"),
+        ),
+        Recipe("log_sq3", "log(x^2) of the 3 bands", _named("log({}^2)")),
+        Recipe(
+            "minmax_pow3",
+            "per-sample min/max to [0, 1], then x^0.2 - 0.5",
+            _named("minmax_pow({})"),
         ),
     )
 }

@@ -16,12 +16,10 @@ import pandas as pd
 from builtup.labels import BUILTUP, IGNORE
 from builtup.moments import Moments
 from builtup.rasters import atomic_path
-from builtup.recipes import get_recipe
+from builtup.recipes import BANDS, Features, get_recipe
 from builtup.tiling import TileSet
 
 log = logging.getLogger(__name__)
-
-BAND_KEYS = ("vh", "vv", "mean")
 
 
 @dataclass(frozen=True)
@@ -59,6 +57,9 @@ def tile_statistics(
     threads: int = 1,
 ) -> tuple[pd.DataFrame, dict[str, Moments]]:
     """Statistics of every tile of a scene, and the moments of each recipe over usable tiles.
+
+    A channel that several recipes share (the bands, the dB bands, ...) is evaluated
+    and summarised once per tile.
 
     Tiles are read in order and summarised by ``threads`` threads (numpy releases the
     GIL); each tile's moments are merged in tile order, so the result does not depend
@@ -108,14 +109,27 @@ def _tile_summary(
     image: np.ndarray, mask: np.ndarray, rules: SkipRules, recipes: tuple[str, ...]
 ) -> tuple[dict, dict[str, Moments]]:
     valid = mask != IGNORE
-    record = _tile_record(image, mask, valid, rules)
-    moments = {}
-    if not record["skip"]:
-        for name in recipes:
-            recipe = get_recipe(name)
-            moments[name] = Moments(recipe.channels)
-            moments[name].add(valid_values(recipe(image, valid), valid))
+    record, band_moments = _tile_record(image, mask, valid, rules)
+    if record["skip"]:
+        return record, {}
+    channels = _channel_moments(Features(image, valid), recipes, band_moments)
+    moments = {
+        name: Moments.stack([channels[band] for band in get_recipe(name).bands]) for name in recipes
+    }
     return record, moments
+
+
+def _channel_moments(
+    features: Features, recipes: tuple[str, ...], band_moments: Moments
+) -> dict[str, Moments]:
+    """Moments of every channel the recipes use, each computed once (the bands' are known)."""
+    channels = {band: band_moments.channel(i) for i, band in enumerate(BANDS)}
+    for name in recipes:
+        for band in get_recipe(name).bands:
+            if band not in channels:
+                channels[band] = Moments(1)
+                channels[band].add(valid_values(features[band][None], features.valid))
+    return channels
 
 
 def valid_values(array: np.ndarray, valid: np.ndarray) -> np.ndarray:
@@ -125,26 +139,29 @@ def valid_values(array: np.ndarray, valid: np.ndarray) -> np.ndarray:
     return array[:, valid]
 
 
-def _tile_record(image: np.ndarray, mask: np.ndarray, valid: np.ndarray, rules: SkipRules) -> dict:
+def _tile_record(
+    image: np.ndarray, mask: np.ndarray, valid: np.ndarray, rules: SkipRules
+) -> tuple[dict, Moments]:
+    """The tile's table row, and the moments of its bands over its valid pixels."""
     n_valid = int(valid.sum())
     nodata_ratio = 1.0 - n_valid / valid.size
     record: dict = {}
+    band = Moments(image.shape[0])
     if n_valid:
         values = valid_values(image, valid)
         mins, maxs = values.min(axis=1).astype(np.float64), values.max(axis=1).astype(np.float64)
-        band = Moments(image.shape[0])
         band.add(values)
         means, stds = band.mean, band.std
     else:
         mins = maxs = means = stds = np.full(image.shape[0], np.nan)
-    for key, lo, hi, mu, sd in zip(BAND_KEYS, mins, maxs, means, stds, strict=True):
+    for key, lo, hi, mu, sd in zip(BANDS, mins, maxs, means, stds, strict=True):
         record.update({f"{key}_min": lo, f"{key}_max": hi, f"{key}_mean": mu, f"{key}_std": sd})
     record["target_ratio"] = float((mask == BUILTUP).sum() / n_valid) if n_valid else 0.0
     record["nodata_ratio"] = nodata_ratio
     reason = rules.reason(nodata_ratio, mins, maxs)
     record["skip"] = bool(reason)
     record["skip_reason"] = reason
-    return record
+    return record, band
 
 
 def write_statistics(table: pd.DataFrame, moments: dict[str, Moments], table_path, moments_path):
