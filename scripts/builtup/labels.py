@@ -53,7 +53,8 @@ def load_polygons(path: str | Path) -> tuple[list, object]:
 
 
 def _repaired(geoms: list, path: Path) -> list:
-    invalid = [i for i, g in enumerate(geoms) if not g.is_valid]
+    is_valid = shapely.is_valid(np.asarray(geoms, dtype=object))
+    invalid = np.flatnonzero(~is_valid).tolist()
     if invalid:
         log.warning(
             "%s: repaired %d invalid geometr%s (e.g. self-intersection) with make_valid; "
@@ -63,7 +64,7 @@ def _repaired(geoms: list, path: Path) -> list:
             "y" if len(invalid) == 1 else "ies",
             invalid[:20],
         )
-    return [shapely.make_valid(g) if not g.is_valid else g for g in geoms]
+    return [g if ok else shapely.make_valid(g) for g, ok in zip(geoms, is_valid, strict=True)]
 
 
 def _polygonal(geoms: list) -> list:
