@@ -122,3 +122,14 @@ def test_tiles_index_is_json(tmp_path, scene_and_mask):
     cut_tiles(scene, mask_path, tiles, 128, 16)
     meta = json.loads(tiles.index.read_text())
     assert meta["bands"] == ["VH", "VV", "(VH+VV)/2"] and meta["tile_size"] == 128
+
+
+def test_truncated_scene_stops_with_its_name(tmp_path, scene_and_mask):
+    scene, mask_path, *_ = scene_and_mask
+    with open(scene, "r+b") as fh:  # the header stays readable, the last strips are cut off
+        fh.truncate(scene.stat().st_size // 2)
+    tiles = TileSet.in_folder(tmp_path / "t")
+    with pytest.raises(InputError, match="scene.tif.*cannot be decoded"):
+        cut_tiles(scene, mask_path, tiles, 128, 16)
+    assert not any(path.exists() for path in (tiles.images, tiles.masks, tiles.index))
+    assert not list((tmp_path / "t").glob("*.part"))

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-from collections import deque
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +13,7 @@ import pandas as pd
 
 from builtup.labels import BUILTUP, IGNORE
 from builtup.moments import Moments
+from builtup.parallel import in_order
 from builtup.rasters import atomic_path
 from builtup.recipes import BANDS, Features, get_recipe
 from builtup.tiling import TileSet
@@ -69,7 +68,7 @@ def tile_statistics(
     moments = {name: Moments(get_recipe(name).channels) for name in recipes}
     rows = []
     with ThreadPoolExecutor(threads) as pool:
-        summaries = _in_order(
+        summaries = in_order(
             pool, lambda tile: _tile_summary(*tile, rules, recipes), tiles.iter_tiles(), threads
         )
         for index, (record, tile_moments) in enumerate(summaries):
@@ -92,17 +91,6 @@ def tile_statistics(
     skipped = int(table["skip"].sum())
     log.info("%s/%s: %d tiles, %d skipped, %d threads", city, scene, len(table), skipped, threads)
     return table, moments
-
-
-def _in_order(pool: ThreadPoolExecutor, fn, items: Iterator, threads: int) -> Iterator:
-    """``fn`` over ``items`` on the pool, results in order, at most 2 x threads items in flight."""
-    pending: deque = deque()
-    for item in items:
-        pending.append(pool.submit(fn, item))
-        if len(pending) > 2 * threads:
-            yield pending.popleft().result()
-    while pending:
-        yield pending.popleft().result()
 
 
 def _tile_summary(

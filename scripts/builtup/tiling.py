@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from rasterio.windows import Window
 
 from builtup.errors import InputError
 from builtup.ingest import BAND_NAMES
+from builtup.parallel import in_order
 from builtup.rasters import atomic_path, open_raster, read_window, same_grid
 
 
@@ -108,16 +110,26 @@ def cut_tiles(
         ):
             _write_npy_header(img_out, (count, scene.count, size, size), np.float32)
             _write_npy_header(msk_out, (count, size, size), np.uint8)
-            for row in rows:
-                strip = Window(0, row, scene.width, size)
-                image = read_window(scene, scene_path, strip)
-                labels = read_window(mask, mask_path, strip, 1)
+            strips = _strips(scene, mask, scene_path, mask_path, rows, size)
+            for image, labels in strips:
                 for col in cols:
                     img_out.write(np.ascontiguousarray(image[:, :, col : col + size]))
                     msk_out.write(np.ascontiguousarray(labels[:, col : col + size]))
         with atomic_path(tiles.index) as tmp:
             tmp.write_text(json.dumps(meta))
     return count
+
+
+def _strips(scene, mask, scene_path, mask_path, rows: list[int], size: int) -> Iterator:
+    """(image, labels) strips of ``size`` rows at ``rows``; the next strips are decoded on a
+    reader thread while the caller writes the current one (GDAL releases the GIL)."""
+
+    def read(row: int) -> tuple[np.ndarray, np.ndarray]:
+        strip = Window(0, row, scene.width, size)
+        return read_window(scene, scene_path, strip), read_window(mask, mask_path, strip, 1)
+
+    with ThreadPoolExecutor(1) as reader:
+        yield from in_order(reader, read, rows, 1)
 
 
 def _write_npy_header(fh, shape: tuple[int, ...], dtype) -> None:
