@@ -5,20 +5,30 @@ each step of the stage in its own process with ``--threads`` threads (what
 ``preparation.threads`` gives each rule), next to a raw ``cp`` of the same
 input bytes measured in the same run. Both are measured twice: with the raw
 scene in the page cache, and with it evicted first
-(``posix_fadvise(DONTNEED)``), as when a run starts from scenes on disk. Usage::
+(``posix_fadvise(DONTNEED)``), as when a run starts from scenes on disk, and
+``--repeat`` times (default 3): the figures are medians, as timings on a
+shared machine vary by up to 2x from run to run. Usage::
 
-    python benchmarks/bench_prepare.py [--size 10980] [--threads 2] [--out benchmarks/out]
+    python benchmarks/bench_prepare.py [--size 10980] [--threads 2] [--repeat 3] [--out DIR]
+        [--codec '{"compress": "zstd", "zstd_level": 1, "predictor": 3}']
+
+``--codec`` (GeoTIFF creation options as JSON) compares another compression
+of the 3-band raster with the workflow's.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from builtup.rasters import FLOAT_CODEC
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -30,7 +40,7 @@ STEPS = {
     "demo.write_acquisition(demo.acquisitions(city, 0, 1, {size})[0], layout, "
     "__import__('pathlib').Path('{raw}'), 0, 0)",
     "compose 3-band": "from builtup.ingest import compose_three_band\n"
-    "compose_three_band('{vv}', '{vh}', '{out}/scene.tif')",
+    "compose_three_band('{vv}', '{vh}', '{out}/scene.tif', codec={codec!r})",
     "rasterize mask": "from builtup.labels import rasterize_mask\n"
     "rasterize_mask('{out}/scene.tif', '{labels}', '{out}/mask.tif')",
     "cut tiles": "from builtup.tiling import TileSet, cut_tiles\n"
@@ -79,6 +89,14 @@ def run_stage(names: dict, threads: int) -> list[tuple[str, float, float]]:
     return rows
 
 
+def median_rows(runs: list[list[tuple[str, float, float]]]) -> list[tuple[str, float, float]]:
+    """Per step: the median wall time and the largest peak RSS over repeated stage runs."""
+    return [
+        (steps[0][0], statistics.median(s[1] for s in steps), max(s[2] for s in steps))
+        for steps in zip(*runs, strict=True)
+    ]
+
+
 def raw_copy(vv: Path, vh: Path, out: Path) -> float:
     seconds, _ = run_measured(["cp", str(vv), str(vh), str(out)])
     (out / vv.name).unlink()
@@ -92,6 +110,15 @@ def main() -> None:
     parser.add_argument(
         "--threads", type=int, default=2, help="threads per step, as preparation.threads"
     )
+    parser.add_argument(
+        "--codec",
+        type=json.loads,
+        default=FLOAT_CODEC,
+        help="compression of the 3-band raster, GeoTIFF creation options as JSON",
+    )
+    parser.add_argument(
+        "--repeat", type=int, default=3, help="stage runs; the figures are their medians"
+    )
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "out"))
     parser.add_argument("--keep", action="store_true", help="keep the generated files")
     parser.add_argument("--reuse", action="store_true", help="reuse a kept generated scene")
@@ -99,7 +126,13 @@ def main() -> None:
 
     out = Path(args.out) / f"prepare_{args.size}"
     raw = out / "raw"
-    names = {"raw": raw, "out": out, "size": args.size, "threads": args.threads}
+    names = {
+        "raw": raw,
+        "out": out,
+        "size": args.size,
+        "threads": args.threads,
+        "codec": args.codec,
+    }
     generated = None
     if not (args.reuse and any(raw.rglob("*.shp"))):
         shutil.rmtree(out, ignore_errors=True)
@@ -113,17 +146,22 @@ def main() -> None:
     input_bytes = vv.stat().st_size + vh.stat().st_size
 
     raw_copy(vv, vh, out)  # brings the scene into the page cache
-    copy_warm = raw_copy(vv, vh, out)
-    warm = run_stage(names, args.threads)
-    evict(vv, vh)
-    copy_cold = raw_copy(vv, vh, out)
-    evict(vv, vh)
-    cold = run_stage(names, args.threads)
+    copies_warm, copies_cold, warm_runs, cold_runs = [], [], [], []
+    for _ in range(args.repeat):  # each cold run leaves the scene in the page cache again
+        copies_warm.append(raw_copy(vv, vh, out))
+        warm_runs.append(run_stage(names, args.threads))
+        evict(vv, vh)
+        copies_cold.append(raw_copy(vv, vh, out))
+        evict(vv, vh)
+        cold_runs.append(run_stage(names, args.threads))
+    copy_warm, copy_cold = statistics.median(copies_warm), statistics.median(copies_cold)
+    warm, cold = median_rows(warm_runs), median_rows(cold_runs)
 
     pixels = args.size * args.size
     print(
         f"scene {args.size}^2 px, VV+VH {input_bytes / 1e6:.0f} MB, {os.cpu_count()} CPUs, "
-        f"{args.threads} threads per step"
+        f"{args.threads} threads per step, raster codec {json.dumps(args.codec)}, "
+        f"median of {args.repeat} runs"
     )
     print(f"{'step':<24}{'wall s':>9}{'peak RSS MB':>13}{'Mpx/s':>9}{'input evicted s':>17}")
     if generated:

@@ -33,6 +33,19 @@ def test_three_bands_values_and_georeference(tmp_path, scene_pair):
     assert summary["valid_pixels"] == (~wedge).sum()
 
 
+def test_other_codec_same_pixels(tmp_path, scene_pair):
+    vv_path, vh_path, _ = scene_pair
+    compose_three_band(vv_path, vh_path, tmp_path / "zstd.tif")
+    compose_three_band(vv_path, vh_path, tmp_path / "deflate.tif", codec={"compress": "deflate"})
+    with rasterio.open(tmp_path / "zstd.tif") as default:
+        assert default.tags(ns="IMAGE_STRUCTURE")["PREDICTOR"] == "3"
+    with rasterio.open(tmp_path / "deflate.tif") as other:
+        assert other.profile["compress"] == "deflate" and other.profile["tiled"]
+    np.testing.assert_array_equal(
+        read_all(tmp_path / "zstd.tif")[0], read_all(tmp_path / "deflate.tif")[0]
+    )
+
+
 def test_db_input_is_converted_to_linear(tmp_path, scene_pair):
     vv_path, vh_path, wedge = scene_pair
     with rasterio.open(vv_path) as src:

@@ -73,8 +73,12 @@ def compose_three_band(
     convention: InputConvention = InputConvention(),
     vv_band: int = 1,
     vh_band: int = 1,
+    codec: dict = FLOAT_CODEC,
 ) -> dict:
-    """Write the 3-band raster of one acquisition by strips; return a summary of its pixels."""
+    """Write the 3-band raster of one acquisition by strips; return a summary of its pixels.
+
+    ``codec``: GeoTIFF creation options of the compression (the workflow's by default).
+    """
     with open_raster(vv_path) as vv, open_raster(vh_path) as vh:
         _check_bands(vv, vv_path, vv_band)
         _check_bands(vh, vh_path, vh_band)
@@ -83,9 +87,7 @@ def compose_three_band(
                 vh_path,
                 f"VH grid ({describe_grid(vh)}) differs from VV grid ({describe_grid(vv)})",
             )
-        profile = tiled_profile(
-            vv.profile, count=3, dtype="float32", nodata=NODATA, codec=FLOAT_CODEC
-        )
+        profile = tiled_profile(vv.profile, count=3, dtype="float32", nodata=NODATA, codec=codec)
         valid_total = 0
         with atomic_path(out_path) as tmp, rasterio.open(tmp, "w", **profile) as dst:
             dst.descriptions = BAND_NAMES
