@@ -105,4 +105,4 @@ def test_moments_channels_split_and_stack(rng):
 
 def test_recipes_name_known_channels():
     for recipe in RECIPES.values():
-        assert set(recipe.bands) <= set(CHANNELS), recipe.name
+        assert set(recipe.channel_names) <= set(CHANNELS), recipe.name

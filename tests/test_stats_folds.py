@@ -84,7 +84,7 @@ def test_shared_channels_are_computed_once_per_tile(crafted, monkeypatch):
     monkeypatch.setattr(recipes, "CHANNELS", counting)
     tile_statistics(tiles, "A_B", "s1", recipes=tuple(RECIPES))
     usable_tiles = 2
-    derived = {band for r in RECIPES.values() for band in r.bands} - set(recipes.BANDS)
+    derived = {band for r in RECIPES.values() for band in r.channel_names} - set(recipes.BANDS)
     assert set(calls) >= derived  # and the bands the derived channels are made from
     assert set(calls.values()) == {usable_tiles}
 

@@ -95,14 +95,14 @@ CHANNELS: dict[str, Callable[[Features], np.ndarray]] = {
 class Recipe:
     name: str
     description: str
-    bands: tuple[str, ...]  # names in CHANNELS
+    channel_names: tuple[str, ...]  # keys of CHANNELS
 
     @property
     def channels(self) -> int:
-        return len(self.bands)
+        return len(self.channel_names)
 
     def __call__(self, x: np.ndarray, valid: np.ndarray) -> np.ndarray:
-        return Features(x, valid).stack(self.bands)
+        return Features(x, valid).stack(self.channel_names)
 
 
 def _named(template: str) -> tuple[str, ...]:

@@ -102,7 +102,8 @@ def _tile_summary(
         return record, {}
     channels = _channel_moments(Features(image, valid), recipes, band_moments)
     moments = {
-        name: Moments.stack([channels[band] for band in get_recipe(name).bands]) for name in recipes
+        name: Moments.stack([channels[c] for c in get_recipe(name).channel_names])
+        for name in recipes
     }
     return record, moments
 
@@ -113,10 +114,10 @@ def _channel_moments(
     """Moments of every channel the recipes use, each computed once (the bands' are known)."""
     channels = {band: band_moments.channel(i) for i, band in enumerate(BANDS)}
     for name in recipes:
-        for band in get_recipe(name).bands:
-            if band not in channels:
-                channels[band] = Moments(1)
-                channels[band].add(valid_values(features[band][None], features.valid))
+        for channel in get_recipe(name).channel_names:
+            if channel not in channels:
+                channels[channel] = Moments(1)
+                channels[channel].add(valid_values(features[channel][None], features.valid))
     return channels
 
 
@@ -134,12 +135,12 @@ def _tile_record(
     n_valid = int(valid.sum())
     nodata_ratio = 1.0 - n_valid / valid.size
     record: dict = {}
-    band = Moments(image.shape[0])
+    bands = Moments(image.shape[0])
     if n_valid:
         values = valid_values(image, valid)
         mins, maxs = values.min(axis=1).astype(np.float64), values.max(axis=1).astype(np.float64)
-        band.add(values)
-        means, stds = band.mean, band.std
+        bands.add(values)
+        means, stds = bands.mean, bands.std
     else:
         mins = maxs = means = stds = np.full(image.shape[0], np.nan)
     for key, lo, hi, mu, sd in zip(BANDS, mins, maxs, means, stds, strict=True):
@@ -149,7 +150,7 @@ def _tile_record(
     reason = rules.reason(nodata_ratio, mins, maxs)
     record["skip"] = bool(reason)
     record["skip_reason"] = reason
-    return record, band
+    return record, bands
 
 
 def write_statistics(table: pd.DataFrame, moments: dict[str, Moments], table_path, moments_path):
