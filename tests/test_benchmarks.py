@@ -1,0 +1,43 @@
+"""The preparation benchmark runs end to end on a small scene (figures are its job, not ours)."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import rasterio
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_bench_prepare_runs_every_step_with_the_codec_asked(tmp_path):
+    codec = {"compress": "deflate"}
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "benchmarks" / "bench_prepare.py"),
+            "--size",
+            "768",
+            "--repeat",
+            "2",
+            "--threads",
+            "1",
+            "--codec",
+            json.dumps(codec),
+            "--keep",
+            "--out",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = result.stdout.splitlines()
+    assert "median of 2 runs" in lines[0] and '"deflate"' in lines[0]
+    steps = [line.split()[0] for line in lines[2:]]
+    assert steps[:6] == ["generate", "compose", "rasterize", "cut", "tile", "stage"]
+    assert "stage / raw copy" in result.stdout
+    with rasterio.open(tmp_path / "prepare_768" / "scene.tif") as scene:
+        assert scene.profile["compress"] == "deflate"
+    assert (tmp_path / "prepare_768" / "tiles" / "images.npy").stat().st_size > 0
