@@ -110,8 +110,7 @@ def cut_tiles(
         ):
             _write_npy_header(img_out, (count, scene.count, size, size), np.float32)
             _write_npy_header(msk_out, (count, size, size), np.uint8)
-            strips = _strips(scene, mask, scene_path, mask_path, rows, size)
-            for image, labels in strips:
+            for image, labels in _strips(scene, mask, scene_path, mask_path, rows, size):
                 for col in cols:
                     img_out.write(np.ascontiguousarray(image[:, :, col : col + size]))
                     msk_out.write(np.ascontiguousarray(labels[:, col : col + size]))
