@@ -97,10 +97,11 @@ def _tile_summary(
     image: np.ndarray, mask: np.ndarray, rules: SkipRules, recipes: tuple[str, ...]
 ) -> tuple[dict, dict[str, Moments]]:
     valid = mask != IGNORE
-    record, band_moments = _tile_record(image, mask, valid, rules)
+    index = valid_index(valid)
+    record, band_moments = _tile_record(image, mask, valid, index, rules)
     if record["skip"]:
         return record, {}
-    channels = _channel_moments(Features(image, valid), recipes, band_moments)
+    channels = _channel_moments(Features(image, valid), index, recipes, band_moments)
     moments = {
         name: Moments.stack([channels[c] for c in get_recipe(name).channel_names])
         for name in recipes
@@ -109,7 +110,7 @@ def _tile_summary(
 
 
 def _channel_moments(
-    features: Features, recipes: tuple[str, ...], band_moments: Moments
+    features: Features, index, recipes: tuple[str, ...], band_moments: Moments
 ) -> dict[str, Moments]:
     """Moments of every channel the recipes use, each computed once (the bands' are known)."""
     channels = {band: band_moments.channel(i) for i, band in enumerate(BANDS)}
@@ -117,19 +118,23 @@ def _channel_moments(
         for channel in get_recipe(name).channel_names:
             if channel not in channels:
                 channels[channel] = Moments(1)
-                channels[channel].add(valid_values(features[channel][None], features.valid))
+                channels[channel].add(valid_values(features[channel][None], index))
     return channels
 
 
-def valid_values(array: np.ndarray, valid: np.ndarray) -> np.ndarray:
-    """(C, n) values of the valid pixels; a view, not a copy, when every pixel is valid."""
-    if valid.all():
-        return array.reshape(array.shape[0], -1)
-    return array[:, valid]
+def valid_index(valid: np.ndarray) -> slice | np.ndarray:
+    """The valid pixels of a flattened tile, found once for all its channels: every pixel
+    (a slice, so that samples are views) or their positions."""
+    return slice(None) if valid.all() else np.flatnonzero(valid)
+
+
+def valid_values(array: np.ndarray, index: slice | np.ndarray) -> np.ndarray:
+    """(C, n) values of a (C, H, W) array at ``index`` (from :func:`valid_index`)."""
+    return array.reshape(array.shape[0], -1)[:, index]
 
 
 def _tile_record(
-    image: np.ndarray, mask: np.ndarray, valid: np.ndarray, rules: SkipRules
+    image: np.ndarray, mask: np.ndarray, valid: np.ndarray, index, rules: SkipRules
 ) -> tuple[dict, Moments]:
     """The tile's table row, and the moments of its bands over its valid pixels."""
     n_valid = int(valid.sum())
@@ -137,7 +142,7 @@ def _tile_record(
     record: dict = {}
     bands = Moments(image.shape[0])
     if n_valid:
-        values = valid_values(image, valid)
+        values = valid_values(image, index)
         mins, maxs = values.min(axis=1).astype(np.float64), values.max(axis=1).astype(np.float64)
         bands.add(values)
         means, stds = bands.mean, bands.std
