@@ -94,8 +94,7 @@ CHANNELS: dict[str, Callable[[Features], np.ndarray]] = {
 @dataclass(frozen=True)
 class Recipe:
     name: str
-    description: str
-    channel_names: tuple[str, ...]  # keys of CHANNELS
+    channel_names: tuple[str, ...]  # keys of CHANNELS, which say what each channel is
 
     @property
     def channels(self) -> int:
@@ -115,29 +114,13 @@ DB3 = _named("{}_db")
 RECIPES: dict[str, Recipe] = {
     r.name: r
     for r in (
-        Recipe("linear3", "VH, VV, (VH+VV)/2 in linear sigma0", LINEAR3),
-        Recipe("db3", "the 3 bands in dB", DB3),
-        Recipe(
-            "db5",
-            "3 dB bands, VV_dB*VH_dB, (VV_dB+1)/(VH_dB+1)",
-            (*DB3, "vv_db*vh_db", "(vv_db+1)/(vh_db+1)"),
-        ),
-        Recipe(
-            "linear5",
-            "3 linear bands, VV-VH, sqrt(VH^2+VV^2)",
-            (*LINEAR3, "vv-vh", "sqrt(vh^2+vv^2)"),
-        ),
-        Recipe(
-            "linear6",
-            "3 linear bands, VV*VH, (VV+0.01)/(VH+0.01), sqrt(VH^2+VV^2)",
-            (*LINEAR3, "vv*vh", "(vv+0.01)/(vh+0.01)", "sqrt(vh^2+vv^2)"),
-        ),
-        Recipe("log_sq3", "log(x^2) of the 3 bands", _named("log({}^2)")),
-        Recipe(
-            "minmax_pow3",
-            "per-sample min/max to [0, 1], then x^0.2 - 0.5",
-            _named("minmax_pow({})"),
-        ),
+        Recipe("linear3", LINEAR3),
+        Recipe("db3", DB3),
+        Recipe("db5", (*DB3, "vv_db*vh_db", "(vv_db+1)/(vh_db+1)")),
+        Recipe("linear5", (*LINEAR3, "vv-vh", "sqrt(vh^2+vv^2)")),
+        Recipe("linear6", (*LINEAR3, "vv*vh", "(vv+0.01)/(vh+0.01)", "sqrt(vh^2+vv^2)")),
+        Recipe("log_sq3", _named("log({}^2)")),
+        Recipe("minmax_pow3", _named("minmax_pow({})")),
     )
 }
 
