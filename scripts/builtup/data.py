@@ -12,7 +12,7 @@ import torch
 from torch.utils.data import Dataset, Sampler, get_worker_info
 
 from builtup.labels import IGNORE
-from builtup.recipes import get_recipe
+from builtup.recipes import get_recipe, zero_invalid
 from builtup.stats import read_statistics
 from builtup.tiling import TileSet
 
@@ -69,8 +69,7 @@ class TileDataset(Dataset):
         x = self.recipe(image, valid)
         x -= self.mean
         x /= self.std
-        if not valid.all():
-            x[:, ~valid] = 0.0
+        zero_invalid(x, valid)
         x = cv2.merge(list(x))  # (H, W, C), ten times faster than a numpy transpose copy
         if self.augmentation is not None:
             out = self.augmentation(image=x, mask=mask)
