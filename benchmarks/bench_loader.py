@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader, RandomSampler
 
 from builtup import demo
 from builtup.augment import build_augmentation
-from builtup.data import TileDataset
+from builtup.data import TileDataset, scene_stacks
 from builtup.ingest import compose_three_band
 from builtup.labels import rasterize_mask
 from builtup.tiling import TileSet, cut_tiles
@@ -77,8 +77,10 @@ def main() -> None:
                 ("none", []),
                 ("seed (crop 480, rot/flip, dropout)", experiment["augmentation"]["train"]),
             ):
+                images = sorted((work / "tiles").glob("*/*/images.npy"))
+                stacks = scene_stacks(images, [p.with_name("masks.npy") for p in images])
                 dataset = TileDataset(
-                    rows, work / "tiles", recipe, [0.0] * 3, [1.0] * 3, build_augmentation(entries)
+                    rows, stacks, recipe, [0.0] * 3, [1.0] * 3, build_augmentation(entries)
                 )
                 for workers in (0, args.workers):
                     per_second = rate(dataset, args.samples, workers)

@@ -259,3 +259,91 @@ def test_checkpoint_that_does_not_match_the_experiment(tmp_path):
         load_fold_model(path, summary, other, "cpu")
     with pytest.raises(InputError, match="checkpoint does not exist"):
         load_fold_model(tmp_path / "none.ckpt", summary, spec, "cpu")
+
+
+def test_smp_fpn_predicts_a_scene_whose_sides_are_not_multiples_of_32(tmp_path, rng):
+    import segmentation_models_pytorch as smp
+
+    image = rng.gamma(4.4, 0.05 / 4.4, (3, 300, 517)).astype("float32")
+    path = write_raster(tmp_path / "small.tif", image)
+    network = smp.FPN(encoder_name="resnet18", encoder_weights=None, in_channels=3, classes=2)
+    out = tmp_path / "p.tif"
+    ScenePredictor([fold(network)], "linear3", window=512, overlap=64).predict_scene(path, out)
+    values, profile, _ = read(out)
+    assert values.shape == (300, 517) and (values != PROB_NODATA).all()
+    assert profile["transform"] == ORIGIN and (profile["width"], profile["height"]) == (517, 300)
+
+
+TRAINED_SPEC = {
+    "model": {
+        "architecture": "lwrefinenet",
+        "encoder": "mobilenetv2_050",
+        "options": {"width": 16},
+        "classes": 2,
+        "encoder_weights": None,
+    },
+    "recipe": "db3",
+    "loss": [{"name": "ce"}],
+    "channels_last": False,
+    "compile": False,
+}
+UNIT_NORMALISATION = {"normalisation": {"db3": {"mean": [0, 0, 0], "std": [1, 1, 1]}}}
+
+
+def save_task(task, path, **extra):
+    torch.save(
+        {
+            "state_dict": task.state_dict(),
+            "hyper_parameters": {"spec": task.spec, "data": task.data},
+            **extra,
+        },
+        path,
+    )
+    return path
+
+
+def test_prediction_needs_no_encoder_weights_file(tmp_path):
+    """A checkpoint holds every weight: its encoder's starting weights are not read again."""
+    from builtup.training import SegmentationTask
+
+    weights = tmp_path / "encoder.pth"
+    torch.save(SegmentationTask(TRAINED_SPEC).model.encoder.state_dict(), weights)
+    spec = {**TRAINED_SPEC, "model": {**TRAINED_SPEC["model"], "encoder_weights": str(weights)}}
+    task = SegmentationTask(spec)
+    path = save_task(task, tmp_path / "m.ckpt")
+    weights.unlink()
+    model = load_fold_model(path, UNIT_NORMALISATION, spec, "cpu")
+    for name, value in task.model.state_dict().items():
+        assert torch.equal(model.network.state_dict()[name], value), name
+
+
+class Payload:
+    """Unpickling this runs code: it creates the file ``marker``."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_checkpoint_carrying_a_pickle_payload_is_refused_unrun(tmp_path):
+    from builtup.training import SegmentationTask
+
+    marker = tmp_path / "payload-ran"
+    path = save_task(
+        SegmentationTask(TRAINED_SPEC), tmp_path / "shared.ckpt", extra=Payload(marker)
+    )
+    with pytest.raises(InputError, match="refused: the checkpoint holds objects") as err:
+        load_fold_model(path, UNIT_NORMALISATION, TRAINED_SPEC, "cpu")
+    assert str(path) in str(err.value) and "\n" not in str(err.value)
+    assert not marker.exists()
+
+
+def test_checkpoint_trained_with_another_normalisation_is_refused(tmp_path):
+    from builtup.training import SegmentationTask
+
+    data = {"normalisation": {"mean": [1, 2, 3], "std": [1, 1, 1]}, "tiles_sha256": "x"}
+    path = save_task(SegmentationTask(TRAINED_SPEC, data), tmp_path / "m.ckpt")
+    with pytest.raises(InputError, match="another normalisation"):
+        load_fold_model(path, UNIT_NORMALISATION, TRAINED_SPEC, "cpu")

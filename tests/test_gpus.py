@@ -144,3 +144,29 @@ def test_snakemake_resources_gpu_k_runs_k_jobs_on_their_own_devices(machine, tmp
     )
     assert overlapping >= 1  # two at a time really ran
     assert "claimed GPU(s)" in (tmp_path / "logs/0.log").read_text()
+
+
+LAUNCH_RANK = """
+import os, subprocess, sys
+from builtup.gpus import place_job
+print(place_job(2), flush=True)
+child = "from builtup.gpus import place_job; print(place_job(2), flush=True)"
+rank = subprocess.run(
+    [sys.executable, "-c", child], env={**os.environ, "LOCAL_RANK": "1"},
+    capture_output=True, text=True, timeout=20,
+)
+print(rank.stdout.strip(), flush=True)
+"""
+
+
+def test_ddp_ranks_inherit_the_devices_their_launcher_claimed(machine):
+    """Lightning re-runs the job's script for rank 1: it must not claim (and wait) again."""
+    result = subprocess.run(
+        [sys.executable, "-c", LAUNCH_RANK],
+        env={**machine, "BUILTUP_GPUS": "0,1"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split() == ["0,1", "0,1"]

@@ -26,10 +26,10 @@ def _generate(args) -> None:
 def _make_sheet(args) -> None:
     sheet = scan_unosat(args.root, relative_to=args.relative_to)
     text = sheet.to_csv(sep="\t", index=False)
-    if args.output:
-        Path(args.output).write_text(text)
-    else:
+    if args.output in (None, "-"):
         sys.stdout.write(text)
+    else:
+        Path(args.output).write_text(text)
 
 
 def _export_tile(args) -> None:
@@ -39,6 +39,7 @@ def _export_tile(args) -> None:
 def _train(args) -> None:
     import logging
 
+    from builtup.data import scene_stacks
     from builtup.experiment import load_experiment
     from builtup.training import train
 
@@ -47,11 +48,12 @@ def _train(args) -> None:
     fold = results / "folds" / args.fold
     spec = load_experiment(args.experiment)
     out = Path(args.out or results / "models" / spec["name"] / args.fold)
+    images = sorted((results / "tiles").glob("*/*/images.npy"))
     train(
         spec,
         fold / "summary.json",
         fold / "tiles.tsv",
-        results / "tiles",
+        scene_stacks(images, [p.with_name("masks.npy") for p in images]),
         out,
         workers=args.workers,
         accelerator=args.accelerator,
@@ -61,9 +63,16 @@ def _train(args) -> None:
     )
 
 
+class _Parser(argparse.ArgumentParser):
+    """Bad arguments end in one line naming the command, like every other user error."""
+
+    def error(self, message):
+        self.exit(2, f"ERROR: {self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="builtup", description=__doc__)
-    sub = p.add_subparsers(dest="command", required=True)
+    p = _Parser(prog="builtup", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     g = sub.add_parser("generate-demo", help="write the synthetic UNOSAT-like data set")
     g.add_argument("root", help="output folder, e.g. resources/demo")
@@ -78,8 +87,12 @@ def parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("make-sheet", help="scenes sheet from a folder in the UNOSAT layout")
     s.add_argument("root", help="data folder holding <City>_2015 folders")
-    s.add_argument("-o", "--output", help="sheet to write (default: standard output)")
-    s.add_argument("--relative-to", default=".", help="write paths relative to this folder")
+    s.add_argument("-o", "--output", help="sheet to write (default, or -: standard output)")
+    s.add_argument(
+        "--relative-to",
+        help="write paths under this folder relative to it, others absolute "
+        "(default: the working directory)",
+    )
     s.set_defaults(func=_make_sheet)
 
     e = sub.add_parser("export-tile", help="write one training tile as a GeoTIFF")
@@ -109,6 +122,9 @@ def main(argv: list[str] | None = None) -> int:
         args.func(args)
     except InputError as err:
         print(f"ERROR: {err}", file=sys.stderr)
+        return 1
+    except OSError as err:  # an unwritable output, a folder where a file is expected
+        print(f"ERROR: {err.filename or ''}: {err.strerror or err}", file=sys.stderr)
         return 1
     return 0
 

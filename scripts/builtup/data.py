@@ -11,6 +11,7 @@ import pandas as pd
 import torch
 from torch.utils.data import Dataset, Sampler, get_worker_info
 
+from builtup.errors import InputError
 from builtup.labels import IGNORE
 from builtup.recipes import get_recipe, zero_invalid
 from builtup.stats import read_statistics
@@ -21,6 +22,21 @@ def fold_tiles(tiles_tsv: str | Path, role: str) -> pd.DataFrame:
     """The fold's usable (not skipped) tiles of one role, train or val."""
     table = read_statistics(tiles_tsv)
     return table[(table["role"] == role) & ~table["skip"].astype(bool)].reset_index(drop=True)
+
+
+def scene_stacks(images: list, masks: list) -> dict[tuple[str, str], TileSet]:
+    """The tile stacks a job was given, by (city, scene) of their ``<city>/<scene>/`` folder."""
+    stacks = {}
+    for image_path, mask_path in zip(
+        sorted(map(str, images)), sorted(map(str, masks)), strict=True
+    ):
+        folder = Path(image_path).parent
+        if Path(mask_path).parent != folder:
+            raise ValueError(f"tile stacks {image_path} and {mask_path} are not one scene's")
+        stacks[(folder.parent.name, folder.name)] = TileSet(
+            Path(image_path), Path(mask_path), folder / "tiles.json"
+        )
+    return stacks
 
 
 class TileDataset(Dataset):
@@ -35,14 +51,20 @@ class TileDataset(Dataset):
     def __init__(
         self,
         rows: pd.DataFrame,
-        tiles_root: str | Path,
+        stacks: dict[tuple[str, str], TileSet],
         recipe: str,
         mean: list[float],
         std: list[float],
         augmentation=None,
     ):
+        missing = sorted(set(zip(rows["city"], rows["scene"], strict=True)) - set(stacks))
+        if missing:
+            raise InputError(
+                "/".join(missing[0]), "the fold lists tiles of a scene whose stacks were not given"
+            )
+        self.stacks = stacks
         self.keys = [
-            (str(Path(tiles_root) / c / s), int(t))
+            ((c, s), int(t))
             for c, s, t in zip(rows["city"], rows["scene"], rows["tile"], strict=True)
         ]
         self.has_target = (rows["target_ratio"].to_numpy() > 0) if len(rows) else np.zeros(0, bool)
@@ -55,14 +77,14 @@ class TileDataset(Dataset):
     def __len__(self) -> int:
         return len(self.keys)
 
-    def _stack(self, folder: str):
-        if folder not in self._stacks:
-            self._stacks[folder] = TileSet.in_folder(folder).load()
-        return self._stacks[folder]
+    def _stack(self, scene: tuple[str, str]):
+        if scene not in self._stacks:
+            self._stacks[scene] = self.stacks[scene].load()
+        return self._stacks[scene]
 
     def __getitem__(self, index: int):
-        folder, tile = self.keys[index]
-        images, masks = self._stack(folder)
+        scene, tile = self.keys[index]
+        images, masks = self._stack(scene)
         image = np.asarray(images[tile])
         mask = np.array(masks[tile])
         valid = mask != IGNORE

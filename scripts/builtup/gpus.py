@@ -7,7 +7,9 @@ file per device, and narrows ``CUDA_VISIBLE_DEVICES`` to them before CUDA starts
 belong to the job's process, so they are freed when it ends, however it ends (SIGKILL too).
 
 Under SLURM the scheduler has already placed the job (it sets ``CUDA_VISIBLE_DEVICES``),
-so nothing is claimed there.
+so nothing is claimed there. Nor in the further ranks that Lightning's DDP launches by
+re-running the job's script (``LOCAL_RANK`` > 0): they inherit the devices that the
+launching process claimed and holds.
 """
 
 from __future__ import annotations
@@ -89,6 +91,10 @@ def place_job(count: int, env=os.environ) -> str | None:
     """Give this process ``count`` GPUs of its own; returns its CUDA_VISIBLE_DEVICES."""
     if count <= 0:
         return env.get("CUDA_VISIBLE_DEVICES")
+    if env.get("LOCAL_RANK", "0") != "0":
+        devices = env.get("CUDA_VISIBLE_DEVICES")
+        log.info("DDP rank %s: GPUs of the launching process, %s", env["LOCAL_RANK"], devices)
+        return devices
     if "SLURM_JOB_ID" in env:
         devices = env.get("CUDA_VISIBLE_DEVICES")
         log.info("GPUs placed by SLURM: CUDA_VISIBLE_DEVICES=%s", devices)

@@ -27,16 +27,24 @@ def poly_factor(step: int, total: int, power: float) -> float:
     return max(0.0, 1.0 - step / max(total, 1)) ** power
 
 
-def build_scheduler(optimizer, spec: dict, total_steps: int, steps_per_epoch: int) -> dict | None:
-    """A Lightning lr-scheduler config; poly/cosine step every iteration, plateau every epoch."""
+def build_scheduler(
+    optimizer,
+    spec: dict,
+    total_steps: int,
+    steps_per_epoch: int,
+    monitor: tuple[str, str] = ("val/iou_1", "max"),
+) -> dict | None:
+    """A Lightning lr-scheduler config; poly/cosine step every optimiser step, plateau every
+    epoch on ``monitor`` (metric name, "max" or "min")."""
     name = spec["name"]
     if name == "constant":
         return None
     if name == "plateau":
+        metric, mode = monitor
         scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-            optimizer, mode="max", factor=spec["factor"], patience=spec["patience"]
+            optimizer, mode=mode, factor=spec["factor"], patience=spec["patience"]
         )
-        return {"scheduler": scheduler, "interval": "epoch", "monitor": "val/iou_1"}
+        return {"scheduler": scheduler, "interval": "epoch", "monitor": metric}
     if name == "cosine":
         scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(total_steps, 1))
     elif name == "poly":

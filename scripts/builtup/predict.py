@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 
 PROB_SCALE = 254
 PROB_NODATA = 255
+STRIDE = 32  # the output stride of every network: input sides must be a multiple of it
 TTA = {
     "none": None,
     "flips": ttach.aliases.flip_transform,
@@ -82,18 +83,11 @@ class FoldModel:
 
 
 def load_fold_model(checkpoint: str | Path, summary: dict, spec: dict, device) -> FoldModel:
-    """The model of a checkpoint, checked against the experiment it is meant to belong to."""
-    from builtup.training import SegmentationTask
+    """The model of a checkpoint, checked against the experiment and the fold normalisation
+    it is meant to be used with."""
+    from builtup.training import load_task
 
-    checkpoint = Path(checkpoint)
-    if not checkpoint.is_file():
-        raise InputError(checkpoint, "checkpoint does not exist")
-    try:
-        task = SegmentationTask.load_from_checkpoint(
-            checkpoint, map_location="cpu", weights_only=False
-        )
-    except Exception as err:  # noqa: BLE001 (any loading failure means an unusable checkpoint)
-        raise InputError(checkpoint, f"cannot be loaded as a model checkpoint: {err}") from None
+    task = load_task(checkpoint)
     trained = task.spec
     for key in ("model", "recipe"):
         if trained[key] != spec[key]:
@@ -103,12 +97,28 @@ def load_fold_model(checkpoint: str | Path, summary: dict, spec: dict, device) -
                 f"{trained[key]} was trained, {spec[key]} is configured",
             )
     norm = summary["normalisation"][spec["recipe"]]
+    trained_norm = (task.data or {}).get("normalisation")
+    if trained_norm is not None and trained_norm != norm:
+        raise InputError(
+            checkpoint,
+            "was trained with another normalisation than its fold's summary: retrain it",
+        )
     network = task.model.to(device).eval()
     return FoldModel(
         network,
         np.asarray(norm["mean"], np.float32)[:, None, None],
         np.asarray(norm["std"], np.float32)[:, None, None],
     )
+
+
+def pad_to_stride(batch: torch.Tensor, stride: int = STRIDE) -> torch.Tensor:
+    """The batch padded at the bottom and right with nodata (0 after normalisation, as in
+    training) to sides divisible by ``stride``; the caller crops the output back."""
+    height, width = batch.shape[-2:]
+    pad_h, pad_w = -height % stride, -width % stride
+    if pad_h == 0 and pad_w == 0:
+        return batch
+    return torch.nn.functional.pad(batch, (0, pad_w, 0, pad_h))
 
 
 class ScenePredictor:
@@ -142,13 +152,14 @@ class ScenePredictor:
         """(N, H, W) built-up probability of (N, 3, H, W) linear patches."""
         features = np.stack([self.recipe(p, v) for p, v in zip(patches, valid, strict=True)])
         nodata = ~np.broadcast_to(valid[:, None], features.shape)
+        height, width = features.shape[-2:]
         logits = 0.0
         for model, network in zip(self.models, self.networks, strict=True):
             inputs = (features - model.mean) / model.std
             inputs[nodata] = 0.0
-            batch = torch.from_numpy(inputs).to(self.device, non_blocking=True)
+            batch = pad_to_stride(torch.from_numpy(inputs).to(self.device, non_blocking=True))
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
-                logits = logits + network(batch).float()
+                logits = logits + network(batch)[..., :height, :width].float()
         logits = logits / len(self.models)
         return torch.softmax(logits, dim=1)[:, 1].cpu().numpy()
 

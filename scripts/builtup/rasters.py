@@ -31,7 +31,11 @@ BLOCK = 512
 FLOAT_CODEC = {"compress": "zstd", "zstd_level": 1, "predictor": 3}
 MASK_CODEC = {"compress": "zstd", "zstd_level": 1, "predictor": 2}
 
-GRID_TOLERANCE = 1e-6  # relative tolerance on transforms when comparing grids
+# Two grids are one when their origins lie within ORIGIN_TOLERANCE_PX pixels of each other
+# and their pixel sizes and rotations agree within PIXEL_SIZE_RTOL (relative): tolerances in
+# pixel units, since a relative tolerance on a UTM northing (3.7e6 m) would hide 0.36 px.
+ORIGIN_TOLERANCE_PX = 0.01
+PIXEL_SIZE_RTOL = 1e-6
 
 
 def tiled_profile(src_profile: dict, *, count: int, dtype: str, nodata, codec: dict) -> dict:
@@ -89,7 +93,14 @@ def same_grid(a, b) -> bool:
     """Whether two datasets (or profiles) share CRS, shape and transform."""
     if (a.width, a.height) != (b.width, b.height) or a.crs != b.crs:
         return False
-    return np.allclose(tuple(a.transform)[:6], tuple(b.transform)[:6], rtol=GRID_TOLERANCE, atol=0)
+    ta, tb = a.transform, b.transform
+    size = np.array([ta.a, ta.b, ta.d, ta.e])
+    if not np.allclose(
+        size, [tb.a, tb.b, tb.d, tb.e], rtol=0, atol=PIXEL_SIZE_RTOL * np.abs(size).max()
+    ):
+        return False
+    col, row = ~ta * (tb.c, tb.f)  # b's origin in a's pixel coordinates
+    return bool(np.hypot(col, row) <= ORIGIN_TOLERANCE_PX)
 
 
 def describe_grid(ds) -> str:

@@ -8,7 +8,9 @@
                 s1a_<tile>_{vv|vh}_{ASC|DES}_<...>.tif
 
 ``*_BorderMask.tif`` files are skipped. A scene is named ``<date>_<orbit>``;
-acquisitions sharing date and orbit get ``_1``, ``_2``... in time order.
+acquisitions sharing date and orbit (the same time, or files of the same name in
+two folders such as ``<date>_<tile>`` and ``<date>_<tile>_1``) get ``_1``, ``_2``...
+in time order, then folder order.
 """
 
 from __future__ import annotations
@@ -34,7 +36,11 @@ def city_id(tile: str, name: str) -> str:
 
 
 def scan_unosat(root: str | Path, relative_to: str | Path | None = None) -> pd.DataFrame:
-    """Scenes sheet of a folder in the UNOSAT layout, paths relative to ``relative_to``."""
+    """Scenes sheet of a folder in the UNOSAT layout.
+
+    Paths are written relative to ``relative_to`` (default: the working directory) when
+    they lie under it, absolute otherwise.
+    """
     root = Path(root)
     if not root.is_dir():
         raise InputError(root, "data folder does not exist")
@@ -50,8 +56,15 @@ def scan_unosat(root: str | Path, relative_to: str | Path | None = None) -> pd.D
             continue
         city = city_id(match["tile"].upper(), CITY_FOLDER.match(city_dir.name)["name"])
         split = "train" if "s1tiling" in str(path.relative_to(root)).lower() else "test"
-        key = (city, match["date"], match["orbit"].upper(), match["time"] or "", match["dup"] or "")
-        entry = pairs.setdefault(key, {"city": city, "split": split, "folder": path.parent})
+        key = (
+            city,
+            match["date"],
+            match["orbit"].upper(),
+            match["time"] or "",
+            match["dup"] or "",
+            str(path.parent.relative_to(root)),
+        )
+        entry = pairs.setdefault(key, {"city": city, "split": split})
         entry[match["pol"].lower()] = _display(path, relative_to)
     rows = []
     for key, entry in sorted(pairs.items()):
@@ -75,9 +88,9 @@ def scan_unosat(root: str | Path, relative_to: str | Path | None = None) -> pd.D
 
 
 def _display(path: Path, relative_to) -> str:
-    if relative_to is None:
-        return str(path)
-    return str(Path(path).resolve().relative_to(Path(relative_to).resolve()))
+    path = Path(path).resolve()
+    base = Path.cwd() if relative_to is None else Path(relative_to).resolve()
+    return str(path.relative_to(base)) if path.is_relative_to(base) else str(path)
 
 
 def _disambiguate(sheet: pd.DataFrame) -> pd.DataFrame:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
+import pickle
 import shutil
 import sys
 import time
@@ -34,13 +36,22 @@ MONITOR = "val/iou_1"
 
 
 class SegmentationTask(L.LightningModule):
-    """Model, loss, optimiser and schedule of one experiment; metrics from a confusion matrix."""
+    """Model, loss, optimiser and schedule of one experiment; metrics from a confusion matrix.
 
-    def __init__(self, spec: dict):
+    ``data`` identifies what it is trained on (:func:`data_identity`); it is kept in the
+    checkpoint as plain data beside the experiment. ``initial_weights=False`` builds the
+    network without reading or downloading its encoder's starting weights (a checkpoint
+    about to be loaded holds every weight).
+    """
+
+    def __init__(self, spec: dict, data: dict | None = None, initial_weights: bool = True):
         super().__init__()
-        self.save_hyperparameters({"spec": spec})
-        self.spec = spec
-        self.model = build_model(spec["model"], input_channels(spec))
+        self.save_hyperparameters({"spec": spec, "data": data})
+        self.spec, self.data = spec, data
+        model_spec = (
+            spec["model"] if initial_weights else {**spec["model"], "encoder_weights": None}
+        )
+        self.model = build_model(model_spec, input_channels(spec))
         if spec["channels_last"]:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.forward_model = torch.compile(self.model) if spec["compile"] else self.model
@@ -93,12 +104,17 @@ class SegmentationTask(L.LightningModule):
 
     def configure_optimizers(self):
         optimizer = build_optimizer(self.parameters(), self.spec["optimizer"])
-        steps_per_epoch = max(self.trainer.num_training_batches // self.spec["accumulate"], 1)
+        # optimiser steps as Lightning counts them (a partial accumulation is a step);
+        # num_training_batches is not known yet here, estimated_stepping_batches is
+        total_steps = int(self.trainer.estimated_stepping_batches)
+        steps_per_epoch = max(total_steps // max(self.trainer.max_epochs, 1), 1)
+        validating = self.trainer.limit_val_batches != 0
         scheduler = build_scheduler(
             optimizer,
             self.spec["schedule"],
-            self.trainer.estimated_stepping_batches,
+            total_steps,
             steps_per_epoch,
+            monitor=(MONITOR, "max") if validating else ("train/loss", "min"),
         )
         return (
             optimizer if scheduler is None else {"optimizer": optimizer, "lr_scheduler": scheduler}
@@ -108,7 +124,7 @@ class SegmentationTask(L.LightningModule):
 class TrainingData(L.LightningDataModule):
     """The fold's training tiles (weighted sampler, augmented) and validation tiles (whole)."""
 
-    def __init__(self, spec: dict, fold_summary: dict, fold_tiles_tsv, tiles_root, workers: int):
+    def __init__(self, spec: dict, fold_summary: dict, fold_tiles_tsv, stacks: dict, workers: int):
         super().__init__()
         self.spec, self.workers = spec, workers
         norm = fold_summary["normalisation"].get(spec["recipe"])
@@ -120,7 +136,7 @@ class TrainingData(L.LightningDataModule):
         augmentation = build_augmentation(spec["augmentation"]["train"])
         if augmentation is not None:
             augmentation.set_random_seed(spec["seed"])
-        common = (tiles_root, spec["recipe"], norm["mean"], norm["std"])
+        common = (stacks, spec["recipe"], norm["mean"], norm["std"])
         self.train_set = TileDataset(train_rows, *common, augmentation=augmentation)
         self.val_set = TileDataset(fold_tiles(fold_tiles_tsv, "val"), *common)
 
@@ -215,11 +231,62 @@ class EpochTable(Callback):
         self.rows = state["rows"]
 
 
+def data_identity(spec: dict, fold_summary: dict, fold_tiles_tsv) -> dict:
+    """What a run is trained on: the fold's normalisation of the experiment's recipe and the
+    digest of its tile table (per-tile windows, band statistics and roles, so any change of
+    a training scene, its labels or the tiling shows)."""
+    return {
+        "normalisation": fold_summary["normalisation"].get(spec["recipe"]),
+        "tiles_sha256": hashlib.sha256(Path(fold_tiles_tsv).read_bytes()).hexdigest(),
+    }
+
+
+def deterministic_setting(accelerator: str) -> bool:
+    """Bit-reproducible algorithms on the CPU; seeded only on CUDA, where cross-entropy on
+    4-D logits and the backward of bilinear upsampling and adaptive pooling have no
+    deterministic kernel (torch raises under ``use_deterministic_algorithms(True)``)."""
+    if accelerator == "auto":
+        return not torch.cuda.is_available()
+    return accelerator == "cpu"
+
+
+def read_checkpoint(path) -> dict:
+    """A checkpoint read as plain data and tensors only (``weights_only``): a shared file cannot
+    run code when it is loaded."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, "checkpoint does not exist")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise InputError(
+            path,
+            "refused: the checkpoint holds objects other than plain data and tensors "
+            "(loading it could run code)",
+        ) from None
+    except Exception as err:  # noqa: BLE001 (any loading failure means an unusable checkpoint)
+        raise InputError(path, f"cannot be loaded as a model checkpoint: {err}") from None
+
+
+def load_task(path) -> SegmentationTask:
+    """The trained task of a checkpoint, built without initial encoder weights."""
+    state = read_checkpoint(path)
+    settings = state.get("hyper_parameters", {})
+    if "spec" not in settings or "state_dict" not in state:
+        raise InputError(path, "not a checkpoint of this workflow (no experiment settings)")
+    task = SegmentationTask(settings["spec"], settings.get("data"), initial_weights=False)
+    try:
+        task.load_state_dict(state["state_dict"])
+    except RuntimeError as err:
+        raise InputError(path, f"weights do not fit the experiment: {err}") from None
+    return task
+
+
 def train(
     spec: dict,
     fold_summary_path,
     fold_tiles_tsv,
-    tiles_root,
+    tile_stacks,
     out_dir,
     *,
     workers: int = 0,
@@ -228,12 +295,15 @@ def train(
     strategy: str | None = None,
     max_epochs: int | None = None,
 ) -> dict:
-    """Train (or resume) one model; leave model.ckpt, metrics.csv, curves.png, samples.png."""
+    """Train (or resume) one model; leave model.ckpt, metrics.csv, curves.png, samples.png.
+
+    ``tile_stacks``: the training scenes' :class:`TileSet` by (city, scene)."""
     out_dir = Path(out_dir)
     summary = json.loads(Path(fold_summary_path).read_text())
     L.seed_everything(spec["seed"], workers=True, verbose=False)
-    data = TrainingData(spec, summary, fold_tiles_tsv, tiles_root, workers)
-    task = SegmentationTask(spec)
+    data = TrainingData(spec, summary, fold_tiles_tsv, tile_stacks, workers)
+    identity = data_identity(spec, summary, fold_tiles_tsv)
+    task = SegmentationTask(spec, identity)
     has_val = len(data.val_set) > 0
     checkpoints = out_dir / "checkpoints"
     saver = ModelCheckpoint(
@@ -245,9 +315,10 @@ def train(
         save_last=True,
     )
     table = EpochTable(out_dir / "metrics.csv")
+    accelerator = accelerator or spec["accelerator"]
     trainer = L.Trainer(
         default_root_dir=out_dir,
-        accelerator=accelerator or spec["accelerator"],
+        accelerator=accelerator,
         devices=devices or spec["devices"],
         strategy=strategy or spec["strategy"],
         precision=spec["precision"],
@@ -256,7 +327,7 @@ def train(
         gradient_clip_val=spec["gradient_clip"],
         callbacks=[saver, table],
         logger=_loggers(spec, out_dir),
-        deterministic=True,
+        deterministic=deterministic_setting(accelerator),
         use_distributed_sampler=False,
         enable_progress_bar=sys.stderr.isatty(),
         enable_model_summary=False,
@@ -265,12 +336,13 @@ def train(
         log_every_n_steps=1,
     )
     last = checkpoints / "last.ckpt"
-    if last.exists() and _trained_spec(last) != _comparable(spec):
-        log.info("%s was trained with other settings: starting afresh", last)
-        shutil.rmtree(checkpoints)
+    if last.exists():
+        _discard_if_foreign(last, spec, identity)
     if last.exists():
         log.info("resuming from %s", last)
-    trainer.fit(task, datamodule=data, ckpt_path=str(last) if last.exists() else None)
+    trainer.fit(
+        task, datamodule=data, ckpt_path=str(last) if last.exists() else None, weights_only=True
+    )
     if not trainer.is_global_zero:
         return {}
     best = Path(saver.best_model_path) if has_val and saver.best_model_path else last
@@ -278,7 +350,7 @@ def train(
         shutil.copyfile(best, tmp)
     plot_curves(out_dir / "metrics.csv", out_dir / "curves.png")
     plot_val_samples(
-        SegmentationTask.load_from_checkpoint(best, map_location="cpu", weights_only=False),
+        load_task(best),
         data.val_set if has_val else data.train_set,
         out_dir / "samples.png",
         spec["logging"]["val_samples"],
@@ -288,14 +360,27 @@ def train(
     return result
 
 
+def _discard_if_foreign(last: Path, spec: dict, identity: dict) -> None:
+    """Remove the checkpoints of a run that another experiment or other data started: a run
+    resumes only with the experiment, the fold normalisation and the tile table it began with."""
+    try:
+        trained = read_checkpoint(last).get("hyper_parameters", {})
+    except InputError as err:
+        reason = f"cannot be resumed ({err.fault})"
+    else:
+        if _comparable(trained.get("spec", {})) != _comparable(spec):
+            reason = "was trained with other settings"
+        elif trained.get("data") != identity:
+            reason = "was trained on other data (fold normalisation or tile table changed)"
+        else:
+            return
+    log.info("%s %s: starting afresh", last, reason)
+    shutil.rmtree(last.parent)
+
+
 def _comparable(spec: dict) -> dict:
     """The settings that define a training run (not where its file lies)."""
     return {k: v for k, v in spec.items() if k != "path"}
-
-
-def _trained_spec(checkpoint: Path) -> dict:
-    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
-    return _comparable(state.get("hyper_parameters", {}).get("spec", {}))
 
 
 def _loggers(spec: dict, out_dir: Path):

@@ -136,10 +136,6 @@ def demo_root(wildcards):
     return config["demo"]["root"]
 
 
-def tiles_root(wildcards):
-    return "results/tiles"
-
-
 def experiment_gpus(wildcards):
     """GPUs a training job asks for: the experiment's devices unless it is pinned to the CPU."""
     spec = EXPERIMENTS[wildcards.experiment]

@@ -3,8 +3,8 @@ rule train:
         experiment="config/experiments/{experiment}.yaml",
         summary="results/folds/{fold}/summary.json",
         tiles="results/folds/{fold}/tiles.tsv",
-        stacks=training_scene_files("results/tiles/{city}/{scene}/images.npy")
-        + training_scene_files("results/tiles/{city}/{scene}/masks.npy"),
+        images=training_scene_files("results/tiles/{city}/{scene}/images.npy"),
+        masks=training_scene_files("results/tiles/{city}/{scene}/masks.npy"),
     output:
         model="results/models/{experiment}/{fold}/model.ckpt",
         metrics="results/models/{experiment}/{fold}/metrics.csv",
@@ -41,7 +41,5 @@ rule train:
         gpu=experiment_gpus,
         mem_mb=config["training"]["mem_mb"],
         runtime=config["training"]["runtime"],
-    params:
-        tiles_root=tiles_root,
     script:
         "../../scripts/train.py"
