@@ -1,15 +1,17 @@
 from builtup.evaluate import evaluate_experiment
 from builtup.rule import run
 
-i, o = snakemake.input, snakemake.output
+i, o, p = snakemake.input, snakemake.output, snakemake.params
 run(
     snakemake,
     lambda: evaluate_experiment(
-        snakemake.params.scenes,
-        snakemake.params.cities,
+        p.scenes,
+        p.cities,
         i.threshold,
+        i.baseline,
         o.scenes,
         o.cities,
         o.summary,
+        all_touched=p.all_touched,
     ),
 )

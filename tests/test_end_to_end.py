@@ -62,11 +62,31 @@ def test_metrics_out_of_fold_and_test(finished):
     assert set(summary["overall"]) == {"train_out_of_fold", "test"}
     assert summary["overall"]["train_out_of_fold"]["cities"] == TRAIN_CITIES
     assert 0 < summary["threshold"] < 1
-    assert summary["baseline"]["rule"].startswith(("VV >=", "VH >="))
+    assert summary["evaluation_masks"] == "pixel centres"
+    single, multi = summary["baseline"]["single_scene"], summary["baseline"]["multi_temporal"]
+    assert single["rule"].startswith(("VV >=", "VH >="))
+    assert multi["rule"].startswith("mean over the acquisitions of V")
+    assert {"train", "test"} <= set(single) and {"train", "test"} <= set(multi)
+    baseline_cities = (root / "results/baseline/cities.tsv").read_text().splitlines()
+    assert len(baseline_cities) == 1 + 3
     scenes = (root / "results/metrics/tiny/scenes.tsv").read_text().splitlines()
     assert len(scenes) == 1 + 6
     threshold = json.loads((root / "results/thresholds/tiny.json").read_text())
     assert threshold["mode"] == "oof" and threshold["threshold"] == threshold["oof_best"]
+
+
+def test_metrics_use_masks_burnt_from_pixel_centres(finished):
+    """Training masks burn every touched pixel; the evaluation masks only pixel centres."""
+    root = finished.root
+    masks = sorted(root.glob("results/masks/*/*.tif"))
+    assert len(masks) == 6
+    for mask in masks:
+        evaluation = root / "results/eval_masks" / mask.parent.name / mask.name
+        with rasterio.open(mask) as train, rasterio.open(evaluation) as scored:
+            touched, centres = train.read(1), scored.read(1)
+        assert np.array_equal(touched == 255, centres == 255)
+        assert ((centres == 1) <= (touched == 1)).all()
+        assert (centres == 1).sum() < (touched == 1).sum()
 
 
 def test_quicklooks_and_report(finished):

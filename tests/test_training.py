@@ -17,7 +17,7 @@ from builtup.errors import InputError
 from builtup.experiment import load_experiment
 from builtup.training import TrainingData
 
-from conftest import TINY, Sandbox
+from conftest import TINY, Sandbox, rewrite_pixel
 
 pytestmark = pytest.mark.slow
 
@@ -149,6 +149,25 @@ def test_rerun_of_a_finished_or_changed_training(tiny, tmp_path):
     assert changed.returncode == 0, changed.stderr[-2000:]
     assert "trained with other settings: starting afresh" in changed.stderr
     assert "INFO epoch 1/1" in changed.stderr
+
+
+def test_a_changed_training_scene_trains_a_new_model(tiny, tmp_path):
+    """last.ckpt survives Snakemake's rerun of train: it must not be resumed on other data."""
+    target = f"results/models/tiny/{FOLD}/model.ckpt"
+    assert tiny.snakemake(target).returncode == 0
+    box = Sandbox.copy(tiny, tmp_path / "box")
+    before = torch.load(box.root / target, map_location="cpu", weights_only=True)
+    scene = box.sheet_rows("38SMA_Najaf")[0]["scene"]
+    rewrite_pixel(box.raw("38SMA_Najaf", scene))
+    result = box.snakemake(target)
+    assert result.returncode == 0, result.stderr[-3000:]
+    log = (box.root / f"results/logs/train/tiny/{FOLD}.log").read_text()
+    assert "was trained on other data" in log and "starting afresh" in log, log[-2000:]
+    assert "epoch 1/2" in log and "epoch 2/2" in log
+    after = torch.load(box.root / target, map_location="cpu", weights_only=True)
+    summary = json.loads((box.root / f"results/folds/{FOLD}/summary.json").read_text())
+    assert after["hyper_parameters"]["data"]["normalisation"] == summary["normalisation"]["db3"]
+    assert before["hyper_parameters"]["data"] != after["hyper_parameters"]["data"]
 
 
 def test_same_seed_same_result(tiny, tmp_path):

@@ -1,7 +1,7 @@
 """City aggregation: the acquisitions of a city averaged (or voted) on one reference grid.
 
 The reference grid is the grid of the city's first acquisition in the scenes
-sheet. Acquisitions on another grid are warped onto it (bilinear) through a
+sheet (in sorted order). Acquisitions on another grid are warped onto it (bilinear) through a
 warped VRT, strip by strip, so memory stays bounded whatever the scene size.
 """
 
@@ -37,7 +37,7 @@ def aggregate_city(
         sources = [stack.enter_context(open_raster(p)) for p in prob_paths]
         reference = sources[0]
         aligned = [
-            _on_grid(src, path, reference, stack)
+            on_grid(src, path, reference, stack, PROB_NODATA)
             for src, path in zip(sources, prob_paths, strict=True)
         ]
         with probability_raster(reference.profile, out_path) as dst:
@@ -54,8 +54,9 @@ def aggregate_city(
     return {"acquisitions": len(prob_paths), "method": method}
 
 
-def _on_grid(src, path, reference, stack):
-    """``src`` itself when it shares the reference grid, else a warped view onto it."""
+def on_grid(src, path, reference, stack, nodata):
+    """``src`` itself when it shares the reference grid, else a warped view onto it (bilinear,
+    ``nodata`` where it has no data), kept open by ``stack``."""
     if same_grid(src, reference):
         return src
     try:
@@ -73,7 +74,7 @@ def _on_grid(src, path, reference, stack):
             width=reference.width,
             height=reference.height,
             resampling=Resampling.bilinear,
-            nodata=PROB_NODATA,
+            nodata=nodata,
         )
     )
 

@@ -1,5 +1,5 @@
 """Honest metrics: summed confusion matrices per scene, city and overall; threshold tuning;
-the best global backscatter threshold as a baseline for context."""
+histograms of backscatter for the baselines (:mod:`builtup.baseline`)."""
 
 from __future__ import annotations
 
@@ -72,11 +72,20 @@ def backscatter_histograms(raster_path, mask_path) -> np.ndarray:
     """(2 bands VH/VV, 2 classes, bins) counts of dB values among labelled valid pixels."""
     hist = np.zeros((2, 2, len(DB_BINS) - 1), np.int64)
     for bands, mask in _pairs(raster_path, mask_path, indexes=[1, 2]):
-        keep = (mask != IGNORE) & (bands[0] != 0)
-        for b in range(2):
-            db = to_db(bands[b][keep])
-            for cls in (0, 1):
-                hist[b, cls] += np.histogram(db[(mask[keep] == BUILTUP) == bool(cls)], DB_BINS)[0]
+        hist += db_histograms(to_db(bands), mask, bands[0] != 0)
+    return hist
+
+
+def db_histograms(db: np.ndarray, mask: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """(2 bands, 2 classes, bins) counts of the (2, H, W) dB values of valid labelled pixels;
+    values beyond the bins (floored outliers, bright returns) count in the edge bins."""
+    hist = np.zeros((2, 2, len(DB_BINS) - 1), np.int64)
+    keep = valid & (mask != IGNORE)
+    built = mask[keep] == BUILTUP
+    for b in range(2):
+        values = np.clip(db[b][keep], DB_BINS[0], DB_BINS[-1])
+        for cls in (0, 1):
+            hist[b, cls] += np.histogram(values[built == bool(cls)], DB_BINS)[0]
     return hist
 
 
@@ -106,12 +115,20 @@ def _row(keys: dict, matrix: np.ndarray) -> dict:
 
 
 def evaluate_experiment(
-    scenes: list[dict], cities: list[dict], threshold_path, scenes_out, cities_out, summary_out
+    scenes: list[dict],
+    cities: list[dict],
+    threshold_path,
+    baseline_path,
+    scenes_out,
+    cities_out,
+    summary_out,
+    all_touched: bool = False,
 ) -> dict:
-    """Metrics of one experiment per scene, per city and overall, with the backscatter baseline.
+    """Metrics of one experiment per scene, per city and overall, beside the baselines.
 
-    ``scenes``: dicts with city, scene, split, prediction, mask, raster (labelled scenes);
-    ``cities``: dicts with city, split, probability, mask (the reference scene's mask).
+    ``scenes``: dicts with city, scene, split, prediction, mask (labelled scenes);
+    ``cities``: dicts with city, split, probability, mask (the reference scene's mask);
+    masks are the evaluation masks, burnt with ``all_touched`` (stated in the summary).
     Training cities are scored out of fold: each was predicted by the model that never saw it.
     """
     threshold = json.loads(Path(threshold_path).read_text())["threshold"]
@@ -128,13 +145,17 @@ def evaluate_experiment(
     city_rows = [
         _row({"city": c["city"], "split": c["split"]}, city_matrices[c["city"]]) for c in cities
     ]
-    summary = {"threshold": threshold, "overall": {}, "baseline": {}}
+    summary = {
+        "threshold": threshold,
+        "evaluation_masks": "every touched pixel" if all_touched else "pixel centres",
+        "overall": {},
+        "baseline": json.loads(Path(baseline_path).read_text()),
+    }
     for split, name in (("train", "train_out_of_fold"), ("test", "test")):
         members = [c["city"] for c in cities if c["split"] == split]
         if members:
             summary["overall"][name] = scores(sum(city_matrices[m] for m in members))
             summary["overall"][name]["cities"] = members
-    summary["baseline"] = _backscatter_baseline(scenes)
     with atomic_path(scenes_out) as tmp:
         pd.DataFrame(scene_rows).to_csv(tmp, sep="\t", index=False, float_format="%.4f")
     with atomic_path(cities_out) as tmp:
@@ -143,25 +164,6 @@ def evaluate_experiment(
         tmp.write_text(json.dumps(summary, indent=1))
     log.info("overall: %s", {k: round(v["f1"], 4) for k, v in summary["overall"].items()})
     return summary
-
-
-def _backscatter_baseline(scenes: list[dict]) -> dict:
-    """Best 'VV or VH >= t dB' tuned on the training scenes, scored on train and test scenes."""
-    hists = {
-        split: sum(
-            (backscatter_histograms(s["raster"], s["mask"]) for s in scenes if s["split"] == split),
-            np.zeros((2, 2, len(DB_BINS) - 1), np.int64),
-        )
-        for split in ("train", "test")
-    }
-    if not hists["train"].any():
-        return {}
-    best = best_backscatter_threshold(hists["train"])
-    result = {"rule": f"{best['band']} >= {best['threshold_db']:.1f} dB (tuned on training cities)"}
-    for split, hist in hists.items():
-        if hist.any():
-            result[split] = scores(confusion_at(hist[best["index"]], best["level"]))
-    return result
 
 
 def choose_threshold(city_paths, mask_paths, mode, out_path) -> dict:

@@ -13,6 +13,7 @@ import shapely
 from rasterio import features
 from shapely.geometry import mapping, shape
 
+from builtup.errors import InputError
 from builtup.predict import read_probability
 from builtup.rasters import open_raster
 
@@ -22,11 +23,26 @@ DRIVERS = {".shp": "ESRI Shapefile", ".gpkg": "GPKG"}
 SIDECARS = (".shx", ".dbf", ".prj", ".cpg")
 
 
+def metres_to_crs_units(crs, path) -> float:
+    """How many CRS units make a metre; a geographic CRS (degrees) is refused."""
+    if crs.is_geographic:
+        raise InputError(
+            path,
+            f"min_area and simplify are in metres but the raster's CRS ({crs}) is geographic: "
+            "set them to 0 or reproject the scenes to a projected CRS (e.g. UTM)",
+        )
+    return 1.0 / crs.linear_units_factor[1]
+
+
 def builtup_polygons(
     prob_path: str | Path, threshold: float, min_area: float = 0.0, simplify: float = 0.0
 ) -> tuple[list, object]:
-    """Valid polygons of the pixels at or above ``threshold`` (the built-up class only)."""
+    """Valid polygons of the pixels at or above ``threshold`` (the built-up class only);
+    ``min_area`` (m^2) and ``simplify`` (m) in metres whatever the projected CRS's unit."""
     with open_raster(prob_path) as src:
+        if min_area > 0 or simplify > 0:
+            per_metre = metres_to_crs_units(src.crs, prob_path)
+            min_area, simplify = min_area * per_metre**2, simplify * per_metre
         prob, valid = read_probability(src)
         binary = (valid & (prob >= threshold)).astype(np.uint8)
         polygons = [

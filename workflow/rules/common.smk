@@ -163,8 +163,15 @@ def city_predictions(wildcards):
     ]
 
 
+def evaluation_mask(city, scene):
+    """The mask metrics are scored against: the training mask when both burn alike."""
+    if config["evaluation"]["all_touched"] == config["masks"]["all_touched"]:
+        return f"results/masks/{city}/{scene}.tif"
+    return f"results/eval_masks/{city}/{scene}.tif"
+
+
 def reference_mask(city):
-    return f"results/masks/{city}/{scenes_of(city)[0]}.tif"
+    return evaluation_mask(city, scenes_of(city)[0])
 
 
 def labelled_scene_files(pattern):
@@ -175,15 +182,26 @@ def labelled_scene_files(pattern):
     ]
 
 
+def labelled_evaluation_masks():
+    return [
+        evaluation_mask(city, scene)
+        for city in LABELLED_CITIES
+        for scene in scenes_of(city)
+    ]
+
+
+def city_split(city):
+    return "train" if city in TRAIN_CITIES else "test"
+
+
 def evaluation_scenes(wildcards):
     return [
         {
             "city": city,
             "scene": scene,
-            "split": SHEET.loc[(city, scene), "split"],
+            "split": city_split(city),
             "prediction": f"results/predictions/{wildcards.experiment}/{city}/{scene}.tif",
-            "mask": f"results/masks/{city}/{scene}.tif",
-            "raster": f"results/rasters/{city}/{scene}.tif",
+            "mask": evaluation_mask(city, scene),
         }
         for city in LABELLED_CITIES
         for scene in scenes_of(city)
@@ -194,7 +212,7 @@ def evaluation_cities(wildcards):
     return [
         {
             "city": city,
-            "split": "train" if city in TRAIN_CITIES else "test",
+            "split": city_split(city),
             "probability": f"results/cities/{wildcards.experiment}/{city}.tif",
             "mask": reference_mask(city),
         }
@@ -202,13 +220,45 @@ def evaluation_cities(wildcards):
     ]
 
 
+def baseline_scenes():
+    return [
+        {
+            "city": city,
+            "scene": scene,
+            "split": city_split(city),
+            "raster": f"results/rasters/{city}/{scene}.tif",
+            "mask": evaluation_mask(city, scene),
+        }
+        for city in LABELLED_CITIES
+        for scene in scenes_of(city)
+    ]
+
+
+def baseline_cities():
+    """Labelled cities with their acquisitions, the reference one first."""
+    return [
+        {
+            "city": city,
+            "split": city_split(city),
+            "rasters": [
+                f"results/rasters/{city}/{scene}.tif" for scene in scenes_of(city)
+            ],
+            "mask": reference_mask(city),
+        }
+        for city in LABELLED_CITIES
+    ]
+
+
 def quicklook_inputs(wildcards):
+    experiment, city, scene = wildcards.experiment, wildcards.city, wildcards.scene
     inputs = {
-        "raster": f"results/rasters/{wildcards.city}/{wildcards.scene}.tif",
-        "prediction": f"results/predictions/{wildcards.experiment}/{wildcards.city}/{wildcards.scene}.tif",
+        "raster": f"results/rasters/{city}/{scene}.tif",
+        "prediction": f"results/predictions/{experiment}/{city}/{scene}.tif",
+        "threshold": f"results/thresholds/{experiment}.json",
     }
-    if wildcards.city in LABELLED_CITIES:
-        inputs["mask"] = f"results/masks/{wildcards.city}/{wildcards.scene}.tif"
+    if city in LABELLED_CITIES:
+        inputs["mask"] = evaluation_mask(city, scene)
+        inputs["metrics"] = f"results/metrics/{experiment}/scenes.tsv"
     return inputs
 
 

@@ -116,15 +116,44 @@ rule polygons:
         "../../scripts/polygons.py"
 
 
+rule baseline:
+    input:
+        rasters=labelled_scene_files("results/rasters/{city}/{scene}.tif"),
+        masks=labelled_evaluation_masks(),
+    output:
+        summary="results/baseline/summary.json",
+        cities=report(
+            "results/baseline/cities.tsv",
+            caption="../report/baseline.rst",
+            category="Metrics",
+            labels={"experiment": "baseline", "table": "per city"},
+        ),
+    log:
+        "results/logs/baseline.log",
+    benchmark:
+        "results/benchmarks/baseline.tsv"
+    conda:
+        "../../envs/torch.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    params:
+        scenes=baseline_scenes(),
+        cities=baseline_cities(),
+    script:
+        "../../scripts/baseline.py"
+
+
 rule evaluate:
     input:
         predictions=labelled_scene_files(
             "results/predictions/{experiment}/{city}/{scene}.tif"
         ),
-        masks=labelled_scene_files("results/masks/{city}/{scene}.tif"),
-        rasters=labelled_scene_files("results/rasters/{city}/{scene}.tif"),
+        masks=labelled_evaluation_masks(),
         cities=expand("results/cities/{{experiment}}/{city}.tif", city=LABELLED_CITIES),
         threshold="results/thresholds/{experiment}.json",
+        baseline="results/baseline/summary.json",
     output:
         scenes=report(
             "results/metrics/{experiment}/scenes.tsv",
@@ -152,6 +181,7 @@ rule evaluate:
     params:
         scenes=evaluation_scenes,
         cities=evaluation_cities,
+        all_touched=config["evaluation"]["all_touched"],
     script:
         "../../scripts/evaluate.py"
 

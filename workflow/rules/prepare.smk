@@ -45,6 +45,29 @@ rule rasterize_mask:
         "../../scripts/rasterize_mask.py"
 
 
+rule rasterize_eval_mask:
+    input:
+        scene="results/rasters/{city}/{scene}.tif",
+        labels=labels_of,
+        sidecars=label_sidecars,
+    output:
+        "results/eval_masks/{city}/{scene}.tif",
+    log:
+        "results/logs/rasterize_eval_mask/{city}/{scene}.log",
+    benchmark:
+        "results/benchmarks/rasterize_eval_mask/{city}/{scene}.tsv"
+    conda:
+        "../../envs/geo.yaml"
+    threads: config["preparation"]["threads"]
+    resources:
+        mem_mb=1000,
+        runtime=20,
+    params:
+        all_touched=config["evaluation"]["all_touched"],
+    script:
+        "../../scripts/rasterize_mask.py"
+
+
 rule cut_tiles:
     input:
         scene="results/rasters/{city}/{scene}.tif",
