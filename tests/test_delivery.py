@@ -347,3 +347,50 @@ def test_checkpoint_trained_with_another_normalisation_is_refused(tmp_path):
     path = save_task(SegmentationTask(TRAINED_SPEC, data), tmp_path / "m.ckpt")
     with pytest.raises(InputError, match="another normalisation"):
         load_fold_model(path, UNIT_NORMALISATION, TRAINED_SPEC, "cpu")
+
+
+def test_min_area_and_simplify_are_metres_whatever_the_crs(tmp_path):
+    data = np.zeros((100, 100), np.uint8)
+    data[10:15, 10:15] = 250  # 25 px
+    feet = Affine(10 / 0.3048, 0, 1_300_000, 0, -10 / 0.3048, 12_000_000)  # 10 m pixels in ft
+    prob = write_raster(
+        tmp_path / "ft.tif", data, transform=feet, crs="EPSG:2263", dtype="uint8", nodata=255
+    )
+    assert len(builtup_polygons(prob, 0.5, min_area=2400)[0]) == 1  # 2500 m^2 kept
+    assert len(builtup_polygons(prob, 0.5, min_area=2600)[0]) == 0
+    degrees = Affine(1e-4, 0, 44.0, 0, -1e-4, 36.0)
+    geographic = write_raster(
+        tmp_path / "deg.tif", data, transform=degrees, crs="EPSG:4326", dtype="uint8", nodata=255
+    )
+    assert len(builtup_polygons(geographic, 0.5)[0]) == 1
+    with pytest.raises(InputError, match="in metres but the raster's CRS .* is geographic"):
+        builtup_polygons(geographic, 0.5, min_area=100)
+
+
+def test_quicklook_shows_the_delivery_threshold_and_the_tables_f1(tmp_path, monkeypatch):
+    import json
+
+    from builtup import figures
+
+    image = np.full((3, 64, 64), 0.1, np.float32)
+    raster = write_raster(tmp_path / "r.tif", image)
+    prob = np.full((64, 64), round(0.6 * PROB_SCALE), np.uint8)
+    prob[:, 32:] = round(0.9 * PROB_SCALE)
+    folder = tmp_path / "predictions" / "38SLD_Tikrit"
+    prediction = write_raster(folder / "20150207_DES.tif", prob, dtype="uint8", nodata=255)
+    mask = write_raster(tmp_path / "m.tif", np.ones((64, 64), np.uint8), dtype="uint8")
+    threshold = tmp_path / "t.json"
+    threshold.write_text(json.dumps({"threshold": 0.8}))
+    table = tmp_path / "scenes.tsv"
+    table.write_text("city\tscene\tsplit\tf1\n38SLD_Tikrit\t20150207_DES\ttest\t0.4321\n")
+    shown = {}
+
+    def capture(axes, gray, pred, label, title):
+        shown.update(pred=pred, title=title)
+
+    monkeypatch.setattr(figures, "sample_row", capture)
+    out = tmp_path / "q.png"
+    figures.plot_quicklook(raster, prediction, threshold, out, mask, table)
+    assert out.stat().st_size > 0
+    assert shown["pred"][:, :32].sum() == 0 and shown["pred"][:, 32:].all()
+    assert "F1 0.432" in shown["title"] and "threshold 0.800" in shown["title"]

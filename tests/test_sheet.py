@@ -1,4 +1,5 @@
 import shutil
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -76,3 +77,49 @@ def test_make_sheet_command(tiny_demo, tmp_path, capsys):
     assert printed == (REPO / "config" / "scenes.tsv").read_text()
     assert main(["make-sheet", str(tmp_path / "missing")]) == 1
     assert "ERROR: " in capsys.readouterr().err
+
+
+def test_make_sheet_as_the_readme_types_it_with_data_outside_the_working_directory(
+    tiny_demo, tmp_path, monkeypatch
+):
+    """`builtup make-sheet /data/unosat -o config/scenes.tsv` from the repository."""
+    from builtup.cli import main
+
+    work = tmp_path / "repo"
+    (work / "config").mkdir(parents=True)
+    monkeypatch.chdir(work)
+    assert main(["make-sheet", str(tiny_demo), "-o", "config/scenes.tsv"]) == 0
+    sheet = read_sheet(work / "config/scenes.tsv")
+    assert len(sheet) == 12
+    assert all(Path(p).is_absolute() and Path(p).is_file() for p in [*sheet.vv, *sheet.vh])
+
+
+def test_make_sheet_paths_under_the_working_directory_stay_relative(tiny_demo, monkeypatch):
+    monkeypatch.chdir(tiny_demo.parent.parent)
+    sheet = scan_unosat(tiny_demo)
+    assert sheet["vv"].str.startswith("resources/demo/").all()
+
+
+def test_make_sheet_dash_writes_to_standard_output(tiny_demo, tmp_path, monkeypatch, capsys):
+    from builtup.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["make-sheet", str(tiny_demo), "-o", "-"]) == 0
+    assert capsys.readouterr().out.startswith("city\tscene\tvv\tvh\tsplit\n")
+    assert not (tmp_path / "-").exists()
+
+
+def test_same_file_names_in_two_folders_are_two_acquisitions(tiny_demo, tmp_path):
+    """Real data has <date>_<tile> and <date>_<tile>_1 folders holding files of one name."""
+    city = tmp_path / "data" / "Tikrit_2015"
+    shutil.copytree(tiny_demo / "Tikrit_2015", city)
+    folder = next(p.parent for p in city.rglob("*_vv_*.tif"))
+    twin = folder.with_name(folder.name + "_1")
+    twin.mkdir()
+    for path in folder.glob("*.tif"):
+        shutil.copy(path, twin / path.name)
+    tikrit = scan_unosat(tiny_demo).query("city == '38SLD_Tikrit'")
+    sheet = scan_unosat(tmp_path / "data")
+    assert len(sheet) == len(tikrit) + len(list(folder.glob("*_vv_*.tif")))
+    assert sheet["vv"].is_unique and sheet["scene"].is_unique
+    assert sheet["scene"].str.fullmatch(r"\d{8}_(ASC|DES)(_\d)?").all()

@@ -63,6 +63,20 @@ def _train(args) -> None:
     )
 
 
+def _count(low: int, high: int | None = None):
+    """An argparse type: an integer in [low, high]."""
+
+    def parse(text: str) -> int:
+        value = int(text)
+        if value < low or (high is not None and value > high):
+            upper = f"..{high}" if high is not None else " or more"
+            raise argparse.ArgumentTypeError(f"{text} is not in {low}{upper}")
+        return value
+
+    parse.__name__ = "count"
+    return parse
+
+
 class _Parser(argparse.ArgumentParser):
     """Bad arguments end in one line naming the command, like every other user error."""
 
@@ -78,11 +92,13 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("root", help="output folder, e.g. resources/demo")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument(
-        "--size", type=int, default=1024, help="scene side in pixels (10980 = full size)"
+        "--size", type=_count(64), default=1024, help="scene side in pixels (10980 = full size)"
     )
-    g.add_argument("--train", type=int, default=4, help="training cities (at most 4)")
-    g.add_argument("--test", type=int, default=2, help="test cities (at most 4)")
-    g.add_argument("--acquisitions", type=int, default=2, help="acquisitions per city")
+    g.add_argument("--train", type=_count(1, 4), default=4, help="training cities (1 to 4)")
+    g.add_argument("--test", type=_count(0, 4), default=2, help="test cities (0 to 4)")
+    g.add_argument(
+        "--acquisitions", type=_count(1), default=2, help="acquisitions per city (1 or more)"
+    )
     g.set_defaults(func=_generate)
 
     s = sub.add_parser("make-sheet", help="scenes sheet from a folder in the UNOSAT layout")
@@ -124,7 +140,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ERROR: {err}", file=sys.stderr)
         return 1
     except OSError as err:  # an unwritable output, a folder where a file is expected
-        print(f"ERROR: {err.filename or ''}: {err.strerror or err}", file=sys.stderr)
+        where = f"{err.filename}: " if err.filename else ""
+        print(f"ERROR: {where}{err.strerror or err}", file=sys.stderr)
         return 1
     return 0
 
