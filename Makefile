@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 CORES ?= 2
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test slurm-tools lint format bench clean
+.PHONY: setup run test gpu-check slurm-tools lint format bench clean
 
 setup: $(STAMP)
 
@@ -22,6 +22,10 @@ run: setup
 
 test: setup
 	$(BIN)/pytest
+
+# GPU acceptance check: one line and exit 0 where no CUDA device exists.
+gpu-check: setup
+	$(BIN)/python benchmarks/gpu_check.py
 
 # Debian's SLURM and munge, for tests/test_slurm.py (root; the tests skip without them).
 SLURM_PACKAGES := slurmctld slurmd slurm-client munge
