@@ -394,3 +394,16 @@ def test_quicklook_shows_the_delivery_threshold_and_the_tables_f1(tmp_path, monk
     assert out.stat().st_size > 0
     assert shown["pred"][:, :32].sum() == 0 and shown["pred"][:, 32:].all()
     assert "F1 0.432" in shown["title"] and "threshold 0.800" in shown["title"]
+
+
+def test_prediction_window_must_be_a_multiple_of_32():
+    import yaml
+
+    from builtup.schema import check_against_schema
+
+    from conftest import REPO
+
+    config = yaml.safe_load((REPO / "config/config.yaml").read_text())
+    config["prediction"]["window"] = 300
+    with pytest.raises(InputError, match="prediction.window: 300 is not a multiple of 32"):
+        check_against_schema(config, "config.schema.yaml", "config")

@@ -124,3 +124,27 @@ def test_sampler_under_ddp_splits_one_draw():
     sampler = TargetWeightedSampler(has_target, 0.5, 0.5, 20, seed=1)
     sampler.set_epoch(1)
     assert list(sampler) != full
+
+
+def test_training_tiles_come_from_the_stacks_given(tmp_path):
+    """The train rule hands its declared stacks over: no tile path is rebuilt from a root."""
+    import pandas as pd
+
+    from builtup.data import TileDataset, scene_stacks
+    from builtup.errors import InputError
+
+    folder = tmp_path / "elsewhere" / "38SLF_Mosul" / "20150108_DES"
+    folder.mkdir(parents=True)
+    images = np.full((2, 3, 32, 32), 0.1, np.float32)
+    images[1] *= 2
+    np.save(folder / "images.npy", images)
+    np.save(folder / "masks.npy", np.zeros((2, 32, 32), np.uint8))
+    stacks = scene_stacks([folder / "images.npy"], [folder / "masks.npy"])
+    rows = pd.DataFrame(
+        {"city": ["38SLF_Mosul"], "scene": ["20150108_DES"], "tile": [1], "target_ratio": [0.0]}
+    )
+    x, y = TileDataset(rows, stacks, "linear3", [0.0] * 3, [1.0] * 3)[0]
+    assert x.shape == (32, 32, 3) and torch.allclose(x, torch.tensor(0.2))
+    other = rows.assign(scene="20150120_ASC")
+    with pytest.raises(InputError, match="stacks were not given"):
+        TileDataset(other, stacks, "linear3", [0.0] * 3, [1.0] * 3)
