@@ -407,3 +407,17 @@ def test_prediction_window_must_be_a_multiple_of_32():
     config["prediction"]["window"] = 300
     with pytest.raises(InputError, match="prediction.window: 300 is not a multiple of 32"):
         check_against_schema(config, "config.schema.yaml", "config")
+
+
+def test_delivery_threshold_defaults_to_the_out_of_fold_one():
+    import yaml
+
+    from conftest import REPO
+
+    schema = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())
+    delivery = schema["properties"]["delivery"]["properties"]
+    config = yaml.safe_load((REPO / "config/config.yaml").read_text())
+    assert delivery["threshold"]["default"] == config["delivery"]["threshold"] == "oof"
+    assert delivery["threshold"]["default"] == "oof"
+    assert schema["properties"]["evaluation"]["properties"]["all_touched"]["default"] is False
+    assert config["evaluation"]["all_touched"] is False
