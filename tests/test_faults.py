@@ -102,12 +102,16 @@ def test_a_changed_raw_scene_makes_only_its_chain_stale(reference, tmp_path):
     rewrite_pixel(box.raw("38SLD_Tikrit", scene, "vh"))
     test_city_chain = [
         "compose_raster",  # the scene
-        "rasterize_mask",
+        "rasterize_mask",  # its training mask
+        "rasterize_eval_mask",  # and its evaluation mask
         "predict_scene",
-        "quicklook",
         "aggregate_city",  # its city
         "polygons",
+        "baseline",  # the baselines, which read every labelled scene
         "evaluate",  # the experiment's metrics
         "all",
     ]
-    assert box.stale_jobs() == dict.fromkeys(test_city_chain, 1)
+    # every quicklook states its scene's F1 from the experiment's metrics table
+    quicklooks = len(list(box.root.glob("results/quicklooks/tiny/*/*.png")))
+    assert quicklooks == 3
+    assert box.stale_jobs() == {**dict.fromkeys(test_city_chain, 1), "quicklook": quicklooks}
