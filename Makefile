@@ -27,7 +27,7 @@ test: setup
 gpu-check: setup
 	$(BIN)/python benchmarks/gpu_check.py
 
-# Debian's SLURM and munge, for tests/test_slurm.py (root; the tests skip without them).
+# Debian's SLURM and munge, for tests/workflow/test_slurm.py (root; the tests skip without them).
 SLURM_PACKAGES := slurmctld slurmd slurm-client munge
 slurm-tools:
 	command -v slurmctld >/dev/null || { apt-get update -qq && \

@@ -20,10 +20,10 @@ import numpy as np
 import rasterio
 from rasterio.windows import Window
 
-from builtup import demo
-from builtup.ingest import compose_three_band
-from builtup.labels import rasterize_mask
-from builtup.tiling import TileSet, cut_tiles, tile_windows
+from builtup.demo import generator as demo
+from builtup.prepare.compose import compose_three_band
+from builtup.prepare.masks import rasterize_mask
+from builtup.prepare.tiles import TileSet, cut_tiles, tile_windows
 
 CODECS = {
     "none": {},

@@ -20,12 +20,12 @@ import torch
 import yaml
 from torch.utils.data import DataLoader, RandomSampler
 
-from builtup import demo
-from builtup.augment import build_augmentation
-from builtup.data import TileDataset, scene_stacks
-from builtup.ingest import compose_three_band
-from builtup.labels import rasterize_mask
-from builtup.tiling import TileSet, cut_tiles
+from builtup.demo import generator as demo
+from builtup.prepare.compose import compose_three_band
+from builtup.prepare.masks import rasterize_mask
+from builtup.prepare.tiles import TileSet, cut_tiles
+from builtup.train.augment import build_augmentation
+from builtup.train.data import TileDataset, stacks_under
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -77,8 +77,7 @@ def main() -> None:
                 ("none", []),
                 ("seed (crop 480, rot/flip, dropout)", experiment["augmentation"]["train"]),
             ):
-                images = sorted((work / "tiles").glob("*/*/images.npy"))
-                stacks = scene_stacks(images, [p.with_name("masks.npy") for p in images])
+                stacks = stacks_under(work / "tiles")
                 dataset = TileDataset(
                     rows, stacks, recipe, [0.0] * 3, [1.0] * 3, build_augmentation(entries)
                 )

@@ -24,10 +24,10 @@ REPO = Path(__file__).resolve().parents[1]
 
 SETUP = """
 import numpy as np, torch
-from builtup.experiment import load_experiment
-from builtup.models import build_model
-from builtup.recipes import get_recipe
-from builtup.predict import FoldModel, ScenePredictor
+from builtup.config.experiment import load_experiment
+from builtup.train.models import build_model
+from builtup.core.recipes import get_recipe
+from builtup.deliver.predict import FoldModel, ScenePredictor
 torch.set_num_threads(os.cpu_count())
 spec = load_experiment('{repo}/config/experiments/{experiment}.yaml')
 channels = get_recipe(spec['recipe']).channels
@@ -90,7 +90,7 @@ with rasterio.open('{work}/seed.tif', 'w', **{{**sources[0].profile, 'width': mo
 ACQUISITIONS = """
 import numpy as np, rasterio, shutil
 from affine import Affine
-from builtup.rasters import strip_windows
+from builtup.core.rasters import strip_windows
 with rasterio.open('{work}/ours.tif') as src:
     profile = {{**src.profile, 'driver': 'GTiff'}}
 rng = np.random.default_rng(0)
@@ -106,7 +106,7 @@ for k in range(1, 4):
 """
 
 AGGREGATE = """
-from builtup.aggregate import aggregate_city
+from builtup.deliver.aggregate import aggregate_city
 paths = ['{work}/ours.tif'] + ['{work}/acq%d.tif' % k for k in (1, 2, 3)]
 aggregate_city(paths, '{work}/city.tif')
 """
@@ -135,8 +135,8 @@ def main() -> None:
     names = {"work": work, "repo": REPO, "experiment": args.experiment, "device": args.device}
     prepare = f"""
 from pathlib import Path
-from builtup import demo
-from builtup.ingest import compose_three_band
+from builtup.demo import generator as demo
+from builtup.prepare.compose import compose_three_band
 city = demo.TRAIN_CITIES[0]
 acq = demo.acquisitions(city, 0, 1, {args.size})[0]
 paths = demo.write_acquisition(acq, demo.build_layout(0, 0, {args.size}), Path('{work}/raw'), 0, 0)

@@ -28,26 +28,27 @@ import sys
 import time
 from pathlib import Path
 
-from builtup.rasters import FLOAT_CODEC
+from builtup.core.rasters import FLOAT_CODEC
 
 REPO = Path(__file__).resolve().parents[1]
 
 STEPS = {
-    "generate (demo scene)": "from builtup import demo\n"
+    "generate (demo scene)": "from builtup.demo import generator as demo\n"
     "city = demo.TRAIN_CITIES[0]\n"
     "layout = demo.build_layout(0, 0, {size})\n"
     "demo.write_labels(layout, city, demo.label_path('{raw}', city))\n"
     "demo.write_acquisition(demo.acquisitions(city, 0, 1, {size})[0], layout, "
     "__import__('pathlib').Path('{raw}'), 0, 0)",
-    "compose 3-band": "from builtup.ingest import compose_three_band\n"
+    "compose 3-band": "from builtup.prepare.compose import compose_three_band\n"
     "compose_three_band('{vv}', '{vh}', '{out}/scene.tif', codec={codec!r})",
-    "rasterize mask": "from builtup.labels import rasterize_mask\n"
+    "rasterize mask": "from builtup.prepare.masks import rasterize_mask\n"
     "rasterize_mask('{out}/scene.tif', '{labels}', '{out}/mask.tif')",
-    "cut tiles": "from builtup.tiling import TileSet, cut_tiles\n"
+    "cut tiles": "from builtup.prepare.tiles import TileSet, cut_tiles\n"
     "cut_tiles('{out}/scene.tif', '{out}/mask.tif', TileSet.in_folder('{out}/tiles'), 512, 32)",
-    "tile stats (7 recipes)": "from builtup.stats import tile_statistics, write_statistics\n"
-    "from builtup.tiling import TileSet\n"
-    "from builtup.recipes import RECIPES\n"
+    "tile stats (7 recipes)": "from builtup.prepare.tile_stats import tile_statistics,"
+    " write_statistics\n"
+    "from builtup.prepare.tiles import TileSet\n"
+    "from builtup.core.recipes import RECIPES\n"
     "t, m = tile_statistics(TileSet.in_folder('{out}/tiles'), 'c', 's', recipes=tuple(RECIPES), "
     "threads={threads})\n"
     "write_statistics(t, m, '{out}/stats.tsv', '{out}/moments.json')",

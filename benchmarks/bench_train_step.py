@@ -18,9 +18,9 @@ from pathlib import Path
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from builtup.experiment import input_channels, load_experiment
-from builtup.losses import WeightedSum
-from builtup.models import build_model
+from builtup.config.experiment import input_channels, load_experiment
+from builtup.train.losses import WeightedSum
+from builtup.train.models import build_model
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -1,5 +1,6 @@
-"""GPU acceptance check (``make gpu-check``): runs the ``gpu`` tests of tests/test_gpu.py and
-prints one table (experiment, step time, peak GPU memory, pass/fail).
+"""GPU acceptance check (``make gpu-check``): runs the ``gpu`` tests of
+tests/workflow/test_gpu.py and prints one table (experiment, step time, peak GPU memory,
+pass/fail).
 
 Without a CUDA device it prints one line and exits 0. Record the table in
 docs/benchmarks.md whenever a CUDA machine runs it.
@@ -40,7 +41,7 @@ def main() -> int:
         table = Path(work) / "table.jsonl"
         os.environ["BUILTUP_GPU_TABLE"] = str(table)
         code = pytest.main(
-            ["-m", "gpu", "-q", "-p", "no:cacheprovider", str(REPO / "tests/test_gpu.py")]
+            ["-m", "gpu", "-q", "-p", "no:cacheprovider", str(REPO / "tests/workflow/test_gpu.py")]
         )
         rows = (
             [json.loads(line) for line in table.read_text().splitlines()] if table.exists() else []

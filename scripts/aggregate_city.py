@@ -1,12 +1,9 @@
-from builtup.aggregate import aggregate_city
-from builtup.rule import run
+from builtup.deliver.aggregate import aggregate_city
+from builtup.runtime.job import run
 
-run(
-    snakemake,
-    lambda: aggregate_city(
-        snakemake.input,
-        snakemake.output[0],
-        snakemake.params.method,
-        snakemake.params.vote_threshold,
-    ),
-)
+
+def main(inputs, outputs, params):
+    aggregate_city(list(inputs), outputs[0], params.method, params.vote_threshold)
+
+
+run(snakemake, main)

@@ -1,5 +1,9 @@
-from builtup.baseline import write_baselines
-from builtup.rule import run
+from builtup.deliver.baseline import write_baselines
+from builtup.runtime.job import run
 
-p, o = snakemake.params, snakemake.output
-run(snakemake, lambda: write_baselines(p.scenes, p.cities, o.summary, o.cities))
+
+def main(inputs, outputs, params):
+    write_baselines(params.scenes, params.cities, outputs.summary, outputs.cities)
+
+
+run(snakemake, main)

@@ -1,15 +1,16 @@
-from builtup.ingest import InputConvention, compose_three_band
-from builtup.rule import run
+from builtup.prepare.compose import InputConvention, compose_three_band
+from builtup.runtime.job import run
 
-p = snakemake.params
-run(
-    snakemake,
-    lambda: compose_three_band(
-        snakemake.input.vv,
-        snakemake.input.vh,
-        snakemake.output[0],
-        InputConvention(units=p.units, nodata=float(p.nodata)),
-        vv_band=p.vv_band,
-        vh_band=p.vh_band,
-    ),
-)
+
+def main(inputs, outputs, params):
+    compose_three_band(
+        inputs.vv,
+        inputs.vh,
+        outputs[0],
+        InputConvention(units=params.units, nodata=float(params.nodata)),
+        vv_band=params.vv_band,
+        vh_band=params.vh_band,
+    )
+
+
+run(snakemake, main)

@@ -1,16 +1,12 @@
 from pathlib import Path
 
-from builtup.rule import run
-from builtup.tiling import TileSet, cut_tiles
+from builtup.prepare.tiles import TileSet, cut_tiles
+from builtup.runtime.job import run
 
-out = snakemake.output
-run(
-    snakemake,
-    lambda: cut_tiles(
-        snakemake.input.scene,
-        snakemake.input.mask,
-        TileSet(Path(out.images), Path(out.masks), Path(out.index)),
-        snakemake.params.size,
-        snakemake.params.min_overlap,
-    ),
-)
+
+def main(inputs, outputs, params):
+    tiles = TileSet(Path(outputs.images), Path(outputs.masks), Path(outputs.index))
+    cut_tiles(inputs.scene, inputs.mask, tiles, params.size, params.min_overlap)
+
+
+run(snakemake, main)

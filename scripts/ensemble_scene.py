@@ -1,5 +1,10 @@
-from builtup.aggregate import aggregate_city
-from builtup.rule import run
+from builtup.deliver.aggregate import aggregate_city
+from builtup.runtime.job import run
 
-# The members are predicted on the same scene grid: the city mean is their pixel mean.
-run(snakemake, lambda: aggregate_city(snakemake.input, snakemake.output[0], "mean"))
+
+def main(inputs, outputs, params):
+    # the members are predicted on the same scene grid: the city mean is their pixel mean
+    aggregate_city(list(inputs), outputs[0], "mean")
+
+
+run(snakemake, main)

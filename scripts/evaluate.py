@@ -1,17 +1,18 @@
-from builtup.evaluate import evaluate_experiment
-from builtup.rule import run
+from builtup.deliver.evaluate import evaluate_experiment
+from builtup.runtime.job import run
 
-i, o, p = snakemake.input, snakemake.output, snakemake.params
-run(
-    snakemake,
-    lambda: evaluate_experiment(
-        p.scenes,
-        p.cities,
-        i.threshold,
-        i.baseline,
-        o.scenes,
-        o.cities,
-        o.summary,
-        all_touched=p.all_touched,
-    ),
-)
+
+def main(inputs, outputs, params):
+    evaluate_experiment(
+        params.scenes,
+        params.cities,
+        inputs.threshold,
+        inputs.baseline,
+        outputs.scenes,
+        outputs.cities,
+        outputs.summary,
+        all_touched=params.all_touched,
+    )
+
+
+run(snakemake, main)

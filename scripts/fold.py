@@ -1,15 +1,10 @@
-from builtup.folds import build_fold, write_fold
-from builtup.rule import run
+from builtup.prepare.folds import build_fold, write_fold
+from builtup.runtime.job import run
 
 
-def main():
-    tiles, summary = build_fold(
-        snakemake.wildcards.fold,
-        snakemake.params.train_cities,
-        snakemake.input.tables,
-        snakemake.input.moments,
-    )
-    write_fold(tiles, summary, snakemake.output.tiles, snakemake.output.summary)
+def main(inputs, outputs, params):
+    tiles, summary = build_fold(params.fold, params.train_cities, inputs.tables, inputs.moments)
+    write_fold(tiles, summary, outputs.tiles, outputs.summary)
 
 
 run(snakemake, main)

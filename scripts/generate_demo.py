@@ -1,5 +1,9 @@
-from builtup import demo
-from builtup.rule import run
+from builtup.demo.generator import generate
+from builtup.runtime.job import run
 
-p = snakemake.params
-run(snakemake, lambda: demo.generate(p.root, seed=p.seed, size=p.size))
+
+def main(inputs, outputs, params):
+    generate(params.root, seed=params.seed, size=params.size)
+
+
+run(snakemake, main)

@@ -1,8 +1,9 @@
-from builtup.polygons import deliver_polygons
-from builtup.rule import run
+from builtup.deliver.polygons import deliver_polygons
+from builtup.runtime.job import run
 
-i, p = snakemake.input, snakemake.params
-run(
-    snakemake,
-    lambda: deliver_polygons(i.city, i.threshold, snakemake.output[0], p.min_area, p.simplify),
-)
+
+def main(inputs, outputs, params):
+    deliver_polygons(inputs.city, inputs.threshold, outputs[0], params.min_area, params.simplify)
+
+
+run(snakemake, main)

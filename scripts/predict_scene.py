@@ -1,18 +1,19 @@
-from builtup.predict import predict_with_folds
-from builtup.rule import run
+from builtup.deliver.predict import predict_with_folds
+from builtup.runtime.job import run
 
-i, p = snakemake.input, snakemake.params
-run(
-    snakemake,
-    lambda: predict_with_folds(
-        i.raster,
-        i.experiment,
-        i.models,
-        i.summaries,
-        snakemake.output[0],
-        window=p.window,
-        overlap=p.overlap,
-        batch_size=p.batch_size,
-        device=p.device,
-    ),
-)
+
+def main(inputs, outputs, params):
+    predict_with_folds(
+        inputs.raster,
+        inputs.experiment,
+        inputs.models,
+        inputs.summaries,
+        outputs[0],
+        window=params.window,
+        overlap=params.overlap,
+        batch_size=params.batch_size,
+        device=params.device,
+    )
+
+
+run(snakemake, main, uses_torch=True)

@@ -1,15 +1,16 @@
-from builtup.figures import plot_quicklook
-from builtup.rule import run
+from builtup.deliver.quicklook import plot_quicklook
+from builtup.runtime.job import run
 
-i = snakemake.input
-run(
-    snakemake,
-    lambda: plot_quicklook(
-        i.raster,
-        i.prediction,
-        i.threshold,
-        snakemake.output[0],
-        mask_path=i.get("mask"),
-        metrics_path=i.get("metrics"),
-    ),
-)
+
+def main(inputs, outputs, params):
+    plot_quicklook(
+        inputs.raster,
+        inputs.prediction,
+        inputs.threshold,
+        outputs[0],
+        mask_path=inputs.get("mask"),
+        metrics_path=inputs.get("metrics"),
+    )
+
+
+run(snakemake, main)

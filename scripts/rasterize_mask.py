@@ -1,12 +1,9 @@
-from builtup.labels import rasterize_mask
-from builtup.rule import run
+from builtup.prepare.masks import rasterize_mask
+from builtup.runtime.job import run
 
-run(
-    snakemake,
-    lambda: rasterize_mask(
-        snakemake.input.scene,
-        snakemake.input.labels,
-        snakemake.output[0],
-        all_touched=snakemake.params.all_touched,
-    ),
-)
+
+def main(inputs, outputs, params):
+    rasterize_mask(inputs.scene, inputs.labels, outputs[0], all_touched=params.all_touched)
+
+
+run(snakemake, main)

@@ -1,8 +1,9 @@
-from builtup.evaluate import choose_threshold
-from builtup.rule import run
+from builtup.deliver.threshold import choose_threshold
+from builtup.runtime.job import run
 
-i = snakemake.input
-run(
-    snakemake,
-    lambda: choose_threshold(i.cities, i.masks, snakemake.params.mode, snakemake.output[0]),
-)
+
+def main(inputs, outputs, params):
+    choose_threshold(inputs.cities, inputs.masks, params.mode, outputs[0])
+
+
+run(snakemake, main)

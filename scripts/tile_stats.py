@@ -1,17 +1,17 @@
 from pathlib import Path
 
-from builtup.rule import run
-from builtup.stats import SkipRules, tile_statistics, write_statistics
-from builtup.tiling import TileSet
+from builtup.prepare.tile_stats import SkipRules, tile_statistics, write_statistics
+from builtup.prepare.tiles import TileSet
+from builtup.runtime.job import run
 
 
-def main():
-    i, w, p = snakemake.input, snakemake.wildcards, snakemake.params
-    tiles = TileSet(Path(i.images), Path(i.masks), Path(i.index))
+def main(inputs, outputs, params):
+    tiles = TileSet(Path(inputs.images), Path(inputs.masks), Path(inputs.index))
+    skip = SkipRules(**params.skip)
     table, moments = tile_statistics(
-        tiles, w.city, w.scene, SkipRules(**p.skip), tuple(p.recipes), snakemake.threads
+        tiles, params.city, params.scene, skip, tuple(params.recipes), params.threads
     )
-    write_statistics(table, moments, snakemake.output.table, snakemake.output.moments)
+    write_statistics(table, moments, outputs.table, outputs.moments)
 
 
 run(snakemake, main)

@@ -1,22 +1,22 @@
 from pathlib import Path
 
-from builtup.data import scene_stacks
-from builtup.experiment import load_experiment
-from builtup.rule import run
-from builtup.training import train
+from builtup.config.experiment import load_experiment
+from builtup.runtime.job import run
+from builtup.train.data import scene_stacks
+from builtup.train.loop import train
 
 
-def main():
-    i = snakemake.input
+def main(inputs, outputs, params):
     train(
-        load_experiment(i.experiment),
-        i.summary,
-        i.tiles,
-        scene_stacks(i.images, i.masks),
-        Path(snakemake.output.model).parent,
-        workers=max(snakemake.threads - 1, 0),
-        devices=snakemake.resources.get("gpu") or None,  # the GPUs it holds, if any
+        load_experiment(inputs.experiment),
+        inputs.summary,
+        inputs.tiles,
+        scene_stacks(inputs.images, inputs.masks),
+        Path(outputs.model).parent,
+        workers=params.workers,
+        devices=params.devices,
+        mlruns=params.mlruns,
     )
 
 
-run(snakemake, main)
+run(snakemake, main, uses_torch=True)

@@ -17,7 +17,7 @@ import yaml
 from affine import Affine
 from shapely.geometry import mapping
 
-from builtup.sheet import read_sheet
+from builtup.config.sheet import read_sheet
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_SAMPLE = REPO.parent / "shared" / "data" / "sen1floods11_sample"
@@ -100,6 +100,20 @@ def write_polygons(path, polygons, crs="EPSG:4326", driver="ESRI Shapefile"):
     return Path(path)
 
 
+def quiet_trainer(**options):
+    """A Lightning trainer without logger, checkpoints, validation or progress output."""
+    import lightning as L
+
+    return L.Trainer(
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        **options,
+    )
+
+
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
@@ -121,7 +135,7 @@ def scene_pair(tmp_path, rng):
 def tiny_demo(tmp_path_factory):
     """The demo data set at 256 px, generated once for the session, with its sheet."""
     base = tmp_path_factory.mktemp("tiny_demo")
-    from builtup import demo
+    from builtup.demo import generator as demo
 
     demo.generate(base / "resources" / "demo", size=256)
     return base / "resources" / "demo"

@@ -6,10 +6,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from builtup import demo
-from builtup.errors import InputError
-from builtup.sheet import scan_unosat
-from builtup.tiling import TileSet, export_tile
+from builtup.config.sheet import scan_unosat
+from builtup.core.errors import InputError
+from builtup.demo import generator as demo
+from builtup.prepare.tiles import TileSet, export_tile
 
 
 def _generate(args) -> None:
@@ -39,27 +39,27 @@ def _export_tile(args) -> None:
 def _train(args) -> None:
     import logging
 
-    from builtup.data import scene_stacks
-    from builtup.experiment import load_experiment
-    from builtup.training import train
+    from builtup.config.experiment import load_experiment
+    from builtup.train.data import stacks_under
+    from builtup.train.loop import train
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     results = Path(args.results)
     fold = results / "folds" / args.fold
     spec = load_experiment(args.experiment)
     out = Path(args.out or results / "models" / spec["name"] / args.fold)
-    images = sorted((results / "tiles").glob("*/*/images.npy"))
     train(
         spec,
         fold / "summary.json",
         fold / "tiles.tsv",
-        scene_stacks(images, [p.with_name("masks.npy") for p in images]),
+        stacks_under(results / "tiles"),
         out,
         workers=args.workers,
         accelerator=args.accelerator,
         devices=args.devices,
         strategy=args.strategy,
         max_epochs=args.max_epochs,
+        mlruns=results / "mlruns",
     )
 
 

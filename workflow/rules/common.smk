@@ -3,11 +3,13 @@ import re
 import pandas as pd
 from snakemake.exceptions import WorkflowError
 
-from builtup.errors import InputError
-from builtup.experiment import read_experiment
-from builtup.folds import ALL_CITIES
-from builtup.schema import check_against_schema
-from builtup.sheet import check_cities, read_sheet
+from builtup.core.errors import InputError
+from builtup.config.experiment import read_experiment
+from builtup.prepare.folds import ALL_CITIES
+from builtup.config.schema import check_against_schema
+from builtup.config.sheet import check_cities, read_sheet
+
+# -------- Sheet and config ----------------------------------------------------
 
 
 def load_sheet():
@@ -52,21 +54,18 @@ def load_ensembles():
 
 
 SHEET = load_sheet()
+
+
 EXPERIMENTS = load_experiments()
+
+
 ENSEMBLES = load_ensembles()
+
+
 TRAIN_CITIES = sorted(SHEET.loc[SHEET["split"] == "train", "city"].unique())
+
+
 LABELLED_CITIES = sorted(c for c in SHEET["city"].unique() if c in config["labels"])
-
-
-def _alternatives(values):
-    return "|".join(re.escape(v) for v in values) or "(?!)"
-
-
-wildcard_constraints:
-    city=_alternatives(SHEET["city"].unique()),
-    scene=_alternatives(SHEET["scene"].unique()),
-    fold=_alternatives([*TRAIN_CITIES, ALL_CITIES]),
-    experiment=_alternatives([*EXPERIMENTS, *ENSEMBLES]),
 
 
 def scenes_of(city, split=None):
@@ -78,6 +77,46 @@ def scenes_of(city, split=None):
 
 def scene_row(wildcards):
     return SHEET.loc[(wildcards.city, wildcards.scene)]
+
+
+def city_split(city):
+    return "train" if city in TRAIN_CITIES else "test"
+
+
+# -------- Wildcard constraints ------------------------------------------------
+
+
+def _alternatives(values):
+    return "|".join(re.escape(v) for v in values) or "(?!)"
+
+
+wildcard_constraints:
+    city=_alternatives(SHEET["city"].unique()),
+    scene=_alternatives(SHEET["scene"].unique()),
+    fold=_alternatives([*TRAIN_CITIES, ALL_CITIES]),
+    experiment=_alternatives([*EXPERIMENTS, *ENSEMBLES]),
+    masks="masks|eval_masks",
+
+
+# -------- Demo ----------------------------------------------------------------
+
+
+def demo_outputs():
+    """Raw files of the sheet and label files that live under the demo root."""
+    root = Path(config["demo"]["root"])
+    raw = [p for p in [*SHEET["vv"], *SHEET["vh"]] if Path(p).is_relative_to(root)]
+    shapefiles = [p for p in config["labels"].values() if Path(p).is_relative_to(root)]
+    sidecars = [
+        str(Path(p).with_suffix(ext)) for p in shapefiles for ext in SHAPEFILE_SIDECARS
+    ]
+    return sorted(set(raw)) + shapefiles + sidecars
+
+
+def demo_root(wildcards):
+    return config["demo"]["root"]
+
+
+# -------- Preparation: rasters, masks, tiles, folds ---------------------------
 
 
 def raw_inputs(wildcards):
@@ -113,6 +152,23 @@ def label_sidecars(wildcards):
     return [str(s) for s in sidecars if s.exists() or not path.exists()]
 
 
+def mask_all_touched(wildcards):
+    """Training masks burn as masks.all_touched says, evaluation masks as evaluation.all_touched."""
+    section = "masks" if wildcards.masks == "masks" else "evaluation"
+    return config[section]["all_touched"]
+
+
+def evaluation_mask(city, scene):
+    """The mask metrics are scored against: the training mask when both burn alike."""
+    if config["evaluation"]["all_touched"] == config["masks"]["all_touched"]:
+        return f"results/masks/{city}/{scene}.tif"
+    return f"results/eval_masks/{city}/{scene}.tif"
+
+
+def reference_mask(city):
+    return evaluation_mask(city, scenes_of(city)[0])
+
+
 def training_scene_files(pattern):
     return [
         pattern.format(city=city, scene=scene)
@@ -121,25 +177,20 @@ def training_scene_files(pattern):
     ]
 
 
-def demo_outputs():
-    """Raw files of the sheet and label files that live under the demo root."""
-    root = Path(config["demo"]["root"])
-    raw = [p for p in [*SHEET["vv"], *SHEET["vh"]] if Path(p).is_relative_to(root)]
-    shapefiles = [p for p in config["labels"].values() if Path(p).is_relative_to(root)]
-    sidecars = [
-        str(Path(p).with_suffix(ext)) for p in shapefiles for ext in SHAPEFILE_SIDECARS
-    ]
-    return sorted(set(raw)) + shapefiles + sidecars
-
-
-def demo_root(wildcards):
-    return config["demo"]["root"]
+# -------- Training ------------------------------------------------------------
 
 
 def experiment_gpus(wildcards):
     """GPUs a training job asks for: the experiment's devices unless it is pinned to the CPU."""
     spec = EXPERIMENTS[wildcards.experiment]
     return 0 if spec["accelerator"] == "cpu" else spec["devices"]
+
+
+def trained_folds():
+    return TRAIN_CITIES + ([ALL_CITIES] if config["training"]["all_cities"] else [])
+
+
+# -------- Delivery: prediction, cities, threshold, polygons, baselines, metrics, quicklooks ----
 
 
 def fold_models(wildcards):
@@ -155,6 +206,13 @@ def fold_summaries(wildcards):
     return [f"results/folds/{fold}/summary.json" for fold in folds]
 
 
+def ensemble_members(wildcards):
+    return [
+        f"results/predictions/{member}/{wildcards.city}/{wildcards.scene}.tif"
+        for member in ENSEMBLES[wildcards.experiment]
+    ]
+
+
 def city_predictions(wildcards):
     """The city's predictions, its reference acquisition (first in sorted order) first."""
     return [
@@ -163,15 +221,10 @@ def city_predictions(wildcards):
     ]
 
 
-def evaluation_mask(city, scene):
-    """The mask metrics are scored against: the training mask when both burn alike."""
-    if config["evaluation"]["all_touched"] == config["masks"]["all_touched"]:
-        return f"results/masks/{city}/{scene}.tif"
-    return f"results/eval_masks/{city}/{scene}.tif"
-
-
-def reference_mask(city):
-    return evaluation_mask(city, scenes_of(city)[0])
+def submission_extensions():
+    if config["delivery"]["format"] == "gpkg":
+        return [".gpkg"]
+    return [".shp", ".shx", ".dbf", ".prj", ".cpg"]
 
 
 def labelled_scene_files(pattern):
@@ -188,10 +241,6 @@ def labelled_evaluation_masks():
         for city in LABELLED_CITIES
         for scene in scenes_of(city)
     ]
-
-
-def city_split(city):
-    return "train" if city in TRAIN_CITIES else "test"
 
 
 def evaluation_scenes(wildcards):
@@ -262,21 +311,7 @@ def quicklook_inputs(wildcards):
     return inputs
 
 
-def submission_extensions():
-    if config["delivery"]["format"] == "gpkg":
-        return [".gpkg"]
-    return [".shp", ".shx", ".dbf", ".prj", ".cpg"]
-
-
-def ensemble_members(wildcards):
-    return [
-        f"results/predictions/{member}/{wildcards.city}/{wildcards.scene}.tif"
-        for member in ENSEMBLES[wildcards.experiment]
-    ]
-
-
-def trained_folds():
-    return TRAIN_CITIES + ([ALL_CITIES] if config["training"]["all_cities"] else [])
+# -------- Targets -------------------------------------------------------------
 
 
 def all_targets():

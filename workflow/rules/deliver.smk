@@ -133,7 +133,7 @@ rule baseline:
     benchmark:
         "results/benchmarks/baseline.tsv"
     conda:
-        "../../envs/torch.yaml"
+        "../../envs/geo.yaml"
     threads: 1
     resources:
         mem_mb=2000,
@@ -173,7 +173,7 @@ rule evaluate:
     benchmark:
         "results/benchmarks/evaluate/{experiment}.tsv"
     conda:
-        "../../envs/torch.yaml"
+        "../../envs/geo.yaml"
     threads: 1
     resources:
         mem_mb=2000,

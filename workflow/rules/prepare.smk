@@ -28,11 +28,11 @@ rule rasterize_mask:
         labels=labels_of,
         sidecars=label_sidecars,
     output:
-        "results/masks/{city}/{scene}.tif",
+        "results/{masks}/{city}/{scene}.tif",
     log:
-        "results/logs/rasterize_mask/{city}/{scene}.log",
+        "results/logs/rasterize_mask/{masks}/{city}/{scene}.log",
     benchmark:
-        "results/benchmarks/rasterize_mask/{city}/{scene}.tsv"
+        "results/benchmarks/rasterize_mask/{masks}/{city}/{scene}.tsv"
     conda:
         "../../envs/geo.yaml"
     threads: config["preparation"]["threads"]
@@ -40,30 +40,7 @@ rule rasterize_mask:
         mem_mb=1000,
         runtime=20,
     params:
-        all_touched=config["masks"]["all_touched"],
-    script:
-        "../../scripts/rasterize_mask.py"
-
-
-rule rasterize_eval_mask:
-    input:
-        scene="results/rasters/{city}/{scene}.tif",
-        labels=labels_of,
-        sidecars=label_sidecars,
-    output:
-        "results/eval_masks/{city}/{scene}.tif",
-    log:
-        "results/logs/rasterize_eval_mask/{city}/{scene}.log",
-    benchmark:
-        "results/benchmarks/rasterize_eval_mask/{city}/{scene}.tsv"
-    conda:
-        "../../envs/geo.yaml"
-    threads: config["preparation"]["threads"]
-    resources:
-        mem_mb=1000,
-        runtime=20,
-    params:
-        all_touched=config["evaluation"]["all_touched"],
+        all_touched=mask_all_touched,
     script:
         "../../scripts/rasterize_mask.py"
 
@@ -112,6 +89,9 @@ rule tile_stats:
         mem_mb=1000,
         runtime=30,
     params:
+        city=lambda wildcards: wildcards.city,
+        scene=lambda wildcards: wildcards.scene,
+        threads=lambda wildcards, threads: threads,
         skip=config["tiles"]["skip"],
         recipes=config["recipes"],
     script:
@@ -136,6 +116,7 @@ rule fold:
         mem_mb=500,
         runtime=10,
     params:
+        fold=lambda wildcards: wildcards.fold,
         train_cities=TRAIN_CITIES,
     script:
         "../../scripts/fold.py"

@@ -41,5 +41,9 @@ rule train:
         gpu=experiment_gpus,
         mem_mb=config["training"]["mem_mb"],
         runtime=config["training"]["runtime"],
+    params:
+        workers=lambda wildcards, threads: max(threads - 1, 0),
+        devices=lambda wildcards, resources: resources.gpu or None,  # the GPUs it holds
+        mlruns="results/mlruns",
     script:
         "../../scripts/train.py"

@@ -1,0 +1,177 @@
+"""The simplest methods that use the model's information: thresholds on backscatter.
+
+A learned model earns its place only by beating them, scored the same way:
+
+- single scene: "VV (or VH) >= t dB" on each acquisition, scored per scene;
+- multi-temporal: the mean dB of VV (or VH) over a city's acquisitions on its reference
+  grid, ">= t", scored per city like the model's city maps.
+
+Band and threshold are tuned for F1 on the training cities, which are therefore scored
+in sample (two parameters); the test cities are scored with the tuned rule.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+
+import numpy as np
+import pandas as pd
+
+from builtup.core.classes import BUILTUP, IGNORE
+from builtup.core.errors import InputError
+from builtup.core.rasters import (
+    atomic_path,
+    open_raster,
+    paired_strips,
+    read_window,
+    same_grid,
+    strip_windows,
+)
+from builtup.core.recipes import to_db
+from builtup.core.scores import scores
+from builtup.deliver.aggregate import on_grid
+from builtup.deliver.threshold import best_level, confusion_at
+
+log = logging.getLogger(__name__)
+
+DB_BINS = np.arange(-40.0, 20.01, 0.1)  # edges of the backscatter histograms, dB
+
+SPLITS = ("train", "test")
+
+
+def backscatter_histograms(raster_path, mask_path) -> np.ndarray:
+    """(2 bands VH/VV, 2 classes, bins) counts of dB values among labelled valid pixels."""
+    hist = np.zeros((2, 2, len(DB_BINS) - 1), np.int64)
+    for bands, mask in paired_strips(raster_path, mask_path, indexes=[1, 2]):
+        hist += db_histograms(to_db(bands), mask, bands[0] != 0)
+    return hist
+
+
+def db_histograms(db: np.ndarray, mask: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """(2 bands, 2 classes, bins) counts of the (2, H, W) dB values of valid labelled pixels;
+    values beyond the bins (floored outliers, bright returns) count in the edge bins."""
+    hist = np.zeros((2, 2, len(DB_BINS) - 1), np.int64)
+    keep = valid & (mask != IGNORE)
+    built = mask[keep] == BUILTUP
+    for b in range(2):
+        values = np.clip(db[b][keep], DB_BINS[0], DB_BINS[-1])
+        for cls in (0, 1):
+            hist[b, cls] += np.histogram(values[built == bool(cls)], DB_BINS)[0]
+    return hist
+
+
+def best_backscatter_threshold(hist: np.ndarray) -> dict:
+    """'Built-up where band >= t dB', the band and t that maximise F1 on these histograms."""
+    best = {"f1": -1.0}
+    for b, band in enumerate(("VH", "VV")):
+        level, f1 = best_level(hist[b])
+        if f1 > best["f1"]:
+            best = {
+                "band": band,
+                "threshold_db": float(DB_BINS[level]),
+                "f1": f1,
+                "level": level,
+                "index": b,
+            }
+    return best
+
+
+def _empty() -> np.ndarray:
+    return np.zeros((2, 2, len(DB_BINS) - 1), np.int64)
+
+
+def city_mean_db_histograms(raster_paths: list, mask_path) -> np.ndarray:
+    """(2 bands, 2 classes, bins) counts of the mean dB over a city's acquisitions (each pixel
+    averaged over the acquisitions with data there), on the grid of the first one."""
+    hist = _empty()
+    with contextlib.ExitStack() as stack:
+        sources = [stack.enter_context(open_raster(p)) for p in raster_paths]
+        mask = stack.enter_context(open_raster(mask_path))
+        reference = sources[0]
+        if not same_grid(reference, mask):
+            raise InputError(
+                mask_path, f"not on the grid of the city's reference {raster_paths[0]}"
+            )
+        aligned = [
+            on_grid(src, path, reference, stack, 0.0)
+            for src, path in zip(sources, raster_paths, strict=True)
+        ]
+        for window in strip_windows(reference.height, reference.width):
+            total = np.zeros((2, int(window.height), int(window.width)), np.float64)
+            count = np.zeros(total.shape[1:], np.int64)
+            for src, path in zip(aligned, raster_paths, strict=True):
+                bands = read_window(src, path, window, [1, 2])
+                valid = bands[0] != 0
+                total += np.where(valid, to_db(bands), 0.0)
+                count += valid
+            mean = total / np.maximum(count, 1)
+            hist += db_histograms(mean, read_window(mask, mask_path, window, 1), count > 0)
+    return hist
+
+
+def _rule(best: dict, what: str) -> str:
+    return f"{what}{best['band']} >= {best['threshold_db']:.1f} dB (tuned on training cities)"
+
+
+def _tuned(histograms: dict[str, np.ndarray], splits: dict[str, str]) -> tuple[dict, dict]:
+    """The best rule on the training items' summed histograms, and its confusion per item."""
+    train = sum((h for k, h in histograms.items() if splits[k] == "train"), _empty())
+    if not train.any():
+        return {}, {}
+    best = best_backscatter_threshold(train)
+    matrices = {k: confusion_at(h[best["index"]], best["level"]) for k, h in histograms.items()}
+    return best, matrices
+
+
+def _by_split(matrices: dict, splits: dict) -> dict:
+    result = {}
+    for split in SPLITS:
+        members = [k for k in matrices if splits[k] == split]
+        if members:
+            result[split] = scores(sum(matrices[m] for m in members))
+    return result
+
+
+def single_scene_baseline(scenes: list[dict]) -> dict:
+    """``scenes``: dicts with city, scene, split, raster, mask."""
+    histograms = {
+        (s["city"], s["scene"]): backscatter_histograms(s["raster"], s["mask"]) for s in scenes
+    }
+    splits = {(s["city"], s["scene"]): s["split"] for s in scenes}
+    best, matrices = _tuned(histograms, splits)
+    if not best:
+        return {}
+    return {"rule": _rule(best, ""), **_by_split(matrices, splits)}
+
+
+def multi_temporal_baseline(cities: list[dict]) -> tuple[dict, list[dict]]:
+    """``cities``: dicts with city, split, rasters (reference acquisition first), mask.
+    Returns the summary and one row of scores per city."""
+    histograms = {c["city"]: city_mean_db_histograms(c["rasters"], c["mask"]) for c in cities}
+    splits = {c["city"]: c["split"] for c in cities}
+    best, matrices = _tuned(histograms, splits)
+    if not best:
+        return {}, []
+    rows = [
+        {"city": c, "split": splits[c], **scores(m), "pixels": int(m.sum())}
+        for c, m in matrices.items()
+    ]
+    summary = {"rule": _rule(best, "mean over the acquisitions of "), **_by_split(matrices, splits)}
+    return summary, rows
+
+
+def write_baselines(scenes: list[dict], cities: list[dict], summary_out, cities_out) -> dict:
+    """Both baselines: summary.json (single_scene, multi_temporal) and the per-city table."""
+    multi, rows = multi_temporal_baseline(cities)
+    summary = {"single_scene": single_scene_baseline(scenes), "multi_temporal": multi}
+    with atomic_path(cities_out) as tmp:
+        pd.DataFrame(rows).to_csv(tmp, sep="\t", index=False, float_format="%.4f")
+    with atomic_path(summary_out) as tmp:
+        tmp.write_text(json.dumps(summary, indent=1))
+    log.info(
+        "baselines: %s",
+        {k: {s: round(v[s]["f1"], 4) for s in SPLITS if s in v} for k, v in summary.items()},
+    )
+    return summary

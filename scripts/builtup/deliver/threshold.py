@@ -1,0 +1,68 @@
+"""The delivery threshold: per-class histograms of probability levels, F1 at each level, and
+the level that maximises it (``oof``) or a fixed value."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import numpy as np
+
+from builtup.core.classes import BUILTUP, IGNORE
+from builtup.core.probability import PROB_NODATA, PROB_SCALE
+from builtup.core.rasters import atomic_path, paired_strips
+
+log = logging.getLogger(__name__)
+
+
+def probability_histograms(prob_path, mask_path) -> np.ndarray:
+    """(2, 255) counts of each probability level among background and built-up pixels."""
+    hist = np.zeros((2, PROB_SCALE + 1), np.int64)
+    for prob, mask in paired_strips(prob_path, mask_path):
+        keep = (mask != IGNORE) & (prob != PROB_NODATA)
+        for cls in (0, 1):
+            hist[cls] += np.bincount(
+                prob[keep & ((mask == BUILTUP) == bool(cls))], minlength=PROB_SCALE + 1
+            )[: PROB_SCALE + 1]
+    return hist
+
+
+def confusion_at(hist: np.ndarray, level: int) -> np.ndarray:
+    """Confusion matrix of 'built-up where value >= level' from per-class histograms."""
+    positive = hist[:, level:].sum(axis=1)
+    negative = hist[:, :level].sum(axis=1)
+    return np.array([[negative[0], positive[0]], [negative[1], positive[1]]])
+
+
+def best_level(hist: np.ndarray) -> tuple[int, float]:
+    """The histogram level that maximises F1 of the built-up class, and that F1."""
+    built = hist[1][::-1].cumsum()[::-1]  # built-up pixels at or above each level
+    background = hist[0][::-1].cumsum()[::-1]
+    missed = hist[1].sum() - built
+    f1 = 2 * built / np.maximum(2 * built + background + missed, 1)
+    level = int(np.argmax(f1))
+    return level, float(f1[level])
+
+
+def best_probability_threshold(hist: np.ndarray) -> tuple[float, float]:
+    level, f1 = best_level(hist)
+    return level / PROB_SCALE, f1
+
+
+def choose_threshold(city_paths, mask_paths, mode, out_path) -> dict:
+    """The delivery threshold: a fixed value, or ``oof``: the one maximising out-of-fold F1."""
+    hist = sum(
+        (probability_histograms(c, m) for c, m in zip(city_paths, mask_paths, strict=True)),
+        np.zeros((2, PROB_SCALE + 1), np.int64),
+    )
+    best, f1 = best_probability_threshold(hist)
+    result = {
+        "threshold": best if mode == "oof" else float(mode),
+        "mode": str(mode),
+        "oof_best": best,
+        "oof_best_f1": f1,
+    }
+    with atomic_path(out_path) as tmp:
+        tmp.write_text(json.dumps(result, indent=1))
+    log.info("threshold %s", result)
+    return result

@@ -1,0 +1,171 @@
+"""Training tiles: evenly spread, overlapping, flush with the border, stored for fast reading.
+
+Storage (measured by benchmarks/bench_formats.py): per scene one
+uncompressed ``images.npy`` (N, C, S, S) float32 and one ``masks.npy``
+(N, S, S) uint8, read with memory mapping, plus ``tiles.json`` holding the
+scene's CRS and transform and every tile's window, so each tile keeps its
+georeference and can be exported as a GeoTIFF (:func:`export_tile`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from affine import Affine
+from rasterio.windows import Window
+
+from builtup.core.errors import InputError
+from builtup.core.parallel import in_order
+from builtup.core.rasters import atomic_path, open_raster, read_window, same_grid
+from builtup.prepare.compose import BAND_NAMES
+
+
+def tile_offsets(length: int, size: int, min_overlap: int) -> list[int]:
+    """Offsets of tiles of ``size`` covering ``length`` with at least ``min_overlap`` overlap.
+
+    The tiles are spread evenly, the first at 0 and the last flush with the end.
+    """
+    if size > length:
+        raise ValueError(f"tile size {size} exceeds the raster side {length}")
+    if not 0 <= min_overlap < size:
+        raise ValueError(f"overlap {min_overlap} must be in [0, {size})")
+    count = 1 if length == size else math.ceil((length - min_overlap) / (size - min_overlap))
+    if count == 1:
+        return [0]
+    return [round(i * (length - size) / (count - 1)) for i in range(count)]
+
+
+def tile_windows(height: int, width: int, size: int, min_overlap: int) -> list[Window]:
+    rows = tile_offsets(height, size, min_overlap)
+    cols = tile_offsets(width, size, min_overlap)
+    return [Window(c, r, size, size) for r in rows for c in cols]
+
+
+@dataclass(frozen=True)
+class TileSet:
+    """The tiles of one scene on disk."""
+
+    images: Path
+    masks: Path
+    index: Path
+
+    @classmethod
+    def in_folder(cls, folder: str | Path) -> TileSet:
+        folder = Path(folder)
+        return cls(folder / "images.npy", folder / "masks.npy", folder / "tiles.json")
+
+    def meta(self) -> dict:
+        return json.loads(self.index.read_text())
+
+    def load(self) -> tuple[np.ndarray, np.ndarray]:
+        """Memory-mapped (images, masks): reading one tile touches only its bytes."""
+        return np.load(self.images, mmap_mode="r"), np.load(self.masks, mmap_mode="r")
+
+    def iter_tiles(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """(image, mask) of every tile in order, read sequentially with bounded memory."""
+        images, masks = self.load()  # only for shapes, dtypes and data offsets
+        with open(self.images, "rb") as img_in, open(self.masks, "rb") as msk_in:
+            img_in.seek(images.offset)
+            msk_in.seek(masks.offset)
+            for _ in range(images.shape[0]):
+                image = np.fromfile(img_in, images.dtype, int(np.prod(images.shape[1:])))
+                mask = np.fromfile(msk_in, masks.dtype, int(np.prod(masks.shape[1:])))
+                yield image.reshape(images.shape[1:]), mask.reshape(masks.shape[1:])
+
+
+def cut_tiles(
+    scene_path: str | Path, mask_path: str | Path, tiles: TileSet, size: int, min_overlap: int
+) -> int:
+    """Cut a scene and its mask into tiles, one strip of tile rows at a time; return the count."""
+    with open_raster(scene_path) as scene, open_raster(mask_path) as mask:
+        if not same_grid(scene, mask):
+            raise InputError(mask_path, "mask is not on the grid of its scene")
+        if scene.height < size or scene.width < size:
+            raise InputError(
+                scene_path,
+                f"scene ({scene.width}x{scene.height} px) is smaller than a tile ({size} px)",
+            )
+        rows = tile_offsets(scene.height, size, min_overlap)
+        cols = tile_offsets(scene.width, size, min_overlap)
+        count = len(rows) * len(cols)
+        meta = {
+            "crs": scene.crs.to_wkt(),
+            "transform": list(scene.transform)[:6],
+            "tile_size": size,
+            "bands": list(BAND_NAMES),
+            "windows": [[c, r, size, size] for r in rows for c in cols],
+        }
+        with (
+            atomic_path(tiles.images) as img_tmp,
+            atomic_path(tiles.masks) as msk_tmp,
+            open(img_tmp, "wb") as img_out,
+            open(msk_tmp, "wb") as msk_out,
+        ):
+            _write_npy_header(img_out, (count, scene.count, size, size), np.float32)
+            _write_npy_header(msk_out, (count, size, size), np.uint8)
+            for image, labels in _strips(scene, mask, scene_path, mask_path, rows, size):
+                for col in cols:
+                    img_out.write(np.ascontiguousarray(image[:, :, col : col + size]))
+                    msk_out.write(np.ascontiguousarray(labels[:, col : col + size]))
+        with atomic_path(tiles.index) as tmp:
+            tmp.write_text(json.dumps(meta))
+    return count
+
+
+def _strips(scene, mask, scene_path, mask_path, rows: list[int], size: int) -> Iterator:
+    """(image, labels) strips of ``size`` rows at ``rows``; the next strips are decoded on a
+    reader thread while the caller writes the current one (GDAL releases the GIL)."""
+
+    def read(row: int) -> tuple[np.ndarray, np.ndarray]:
+        strip = Window(0, row, scene.width, size)
+        return read_window(scene, scene_path, strip), read_window(mask, mask_path, strip, 1)
+
+    with ThreadPoolExecutor(1) as reader:
+        yield from in_order(reader, read, rows, 1)
+
+
+def _write_npy_header(fh, shape: tuple[int, ...], dtype) -> None:
+    header = {
+        "descr": np.lib.format.dtype_to_descr(np.dtype(dtype)),
+        "fortran_order": False,
+        "shape": shape,
+    }
+    np.lib.format.write_array_header_2_0(fh, header)
+
+
+def tile_transform(meta: dict, index: int) -> Affine:
+    col, row, _, _ = meta["windows"][index]
+    return Affine(*meta["transform"]) @ Affine.translation(col, row)
+
+
+def export_tile(
+    tiles: TileSet, index: int, out_path: str | Path, mask_path: str | Path | None = None
+):
+    """Write tile ``index`` as a georeferenced GeoTIFF (and its mask, if asked) to inspect it."""
+    meta = tiles.meta()
+    if not 0 <= index < len(meta["windows"]):
+        raise InputError(tiles.index, f"tile {index} out of range (0..{len(meta['windows']) - 1})")
+    images, masks = tiles.load()
+    size = meta["tile_size"]
+    common = {
+        "driver": "GTiff",
+        "width": size,
+        "height": size,
+        "crs": meta["crs"],
+        "transform": tile_transform(meta, index),
+    }
+    with rasterio.open(
+        out_path, "w", count=images.shape[1], dtype="float32", nodata=0, **common
+    ) as dst:
+        dst.write(np.asarray(images[index]))
+        dst.descriptions = tuple(meta["bands"])
+    if mask_path is not None:
+        with rasterio.open(mask_path, "w", count=1, dtype="uint8", nodata=255, **common) as dst:
+            dst.write(np.asarray(masks[index]), 1)

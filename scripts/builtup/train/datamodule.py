@@ -1,0 +1,75 @@
+"""The fold's tiles as a Lightning data module: weighted, augmented training draws; whole
+validation tiles; both sharded across DDP ranks."""
+
+from __future__ import annotations
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader, DistributedSampler
+
+from builtup.core.errors import InputError
+from builtup.train.augment import build_augmentation
+from builtup.train.data import (
+    TargetWeightedSampler,
+    TileDataset,
+    fold_tiles,
+    seed_worker_augmentation,
+)
+
+
+class TrainingData(L.LightningDataModule):
+    """The fold's training tiles (weighted sampler, augmented) and validation tiles (whole)."""
+
+    def __init__(self, spec: dict, fold_summary: dict, fold_tiles_tsv, stacks: dict, workers: int):
+        super().__init__()
+        self.spec, self.workers = spec, workers
+        norm = fold_summary["normalisation"].get(spec["recipe"])
+        if norm is None:
+            raise InputError(fold_tiles_tsv, f"fold has no statistics for recipe {spec['recipe']}")
+        train_rows = fold_tiles(fold_tiles_tsv, "train")
+        if train_rows.empty:
+            raise InputError(fold_tiles_tsv, "no usable training tile (all skipped or none)")
+        augmentation = build_augmentation(spec["augmentation"]["train"])
+        if augmentation is not None:
+            augmentation.set_random_seed(spec["seed"])
+        common = (stacks, spec["recipe"], norm["mean"], norm["std"])
+        self.train_set = TileDataset(train_rows, *common, augmentation=augmentation)
+        self.val_set = TileDataset(fold_tiles(fold_tiles_tsv, "val"), *common)
+
+    def _loader(self, dataset, sampler, batch_size):
+        return DataLoader(
+            dataset,
+            batch_size=batch_size,
+            sampler=sampler,
+            num_workers=self.workers,
+            persistent_workers=False,
+            worker_init_fn=seed_worker_augmentation,
+            pin_memory=torch.cuda.is_available(),
+            drop_last=False,
+        )
+
+    def train_dataloader(self):
+        sampler_spec = self.spec["sampler"]
+        sampler = TargetWeightedSampler(
+            self.train_set.has_target,
+            sampler_spec["with_target"],
+            sampler_spec["without_target"],
+            sampler_spec["samples_per_epoch"] or len(self.train_set),
+            seed=self.spec["seed"],
+            rank=self.trainer.global_rank,
+            world_size=self.trainer.world_size,
+        )
+        return self._loader(self.train_set, sampler, self.spec["batch_size"])
+
+    def val_dataloader(self):
+        if len(self.val_set) == 0:
+            return []
+        sampler = None
+        if self.trainer.world_size > 1:
+            sampler = DistributedSampler(
+                self.val_set,
+                num_replicas=self.trainer.world_size,
+                rank=self.trainer.global_rank,
+                shuffle=False,
+            )
+        return self._loader(self.val_set, sampler, self.spec["batch_size"])

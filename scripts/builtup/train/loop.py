@@ -1,0 +1,262 @@
+"""Training one model per (experiment, fold) with Lightning: resumable, logged, reproducible."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import lightning as L
+import pandas as pd
+import torch
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+
+from builtup.core.errors import InputError
+from builtup.core.rasters import atomic_path
+from builtup.train.datamodule import TrainingData
+from builtup.train.figures import plot_curves, plot_val_samples
+from builtup.train.task import MONITOR, SegmentationTask, load_task, read_checkpoint
+
+log = logging.getLogger(__name__)
+
+
+class EpochTable(Callback):
+    """A row per epoch in ``metrics.csv`` and a line per epoch in the log; kept in checkpoints."""
+
+    def __init__(self, path: Path):
+        self.path, self.rows, self.started = path, [], time.perf_counter()
+
+    def on_train_epoch_start(self, trainer, module):
+        self.started = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer, module):
+        if trainer.sanity_checking:
+            return
+        metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+        row = {
+            "epoch": trainer.current_epoch,
+            "step": trainer.global_step,
+            "lr": trainer.optimizers[0].param_groups[0]["lr"],
+            "seconds": round(time.perf_counter() - self.started, 2),
+            **metrics,
+        }
+        self.rows = [r for r in self.rows if r["epoch"] < row["epoch"]] + [row]
+        if trainer.is_global_zero:
+            self._write()
+            shown = " ".join(
+                f"{k} {v:.4g}"
+                for k, v in row.items()
+                if k.startswith(("train/", "val/l", "val/iou_1", "val/f1"))
+            )
+            log.info(
+                "epoch %d/%d %s lr %.3g (%.1f s)",
+                row["epoch"] + 1,
+                trainer.max_epochs,
+                shown,
+                row["lr"],
+                row["seconds"],
+            )
+
+    def on_fit_end(self, trainer, module):
+        if trainer.is_global_zero and self.rows:
+            self._write()  # also when a finished run is resumed and trains no further epoch
+
+    def _write(self):
+        with atomic_path(self.path) as tmp:
+            pd.DataFrame(self.rows).to_csv(tmp, index=False)
+
+    def state_dict(self):
+        return {"rows": self.rows}
+
+    def load_state_dict(self, state):
+        self.rows = state["rows"]
+
+
+def data_identity(spec: dict, fold_summary: dict, fold_tiles_tsv) -> dict:
+    """What a run is trained on: the fold's normalisation of the experiment's recipe and the
+    digest of its tile table (per-tile windows, band statistics and roles, so any change of
+    a training scene, its labels or the tiling shows)."""
+    return {
+        "normalisation": fold_summary["normalisation"].get(spec["recipe"]),
+        "tiles_sha256": hashlib.sha256(Path(fold_tiles_tsv).read_bytes()).hexdigest(),
+    }
+
+
+def deterministic_setting(accelerator: str) -> bool:
+    """Bit-reproducible algorithms on the CPU; seeded only on CUDA, where cross-entropy on
+    4-D logits and the backward of bilinear upsampling and adaptive pooling have no
+    deterministic kernel (torch raises under ``use_deterministic_algorithms(True)``)."""
+    if accelerator == "auto":
+        return not torch.cuda.is_available()
+    return accelerator == "cpu"
+
+
+def train(
+    spec: dict,
+    fold_summary_path,
+    fold_tiles_tsv,
+    tile_stacks,
+    out_dir,
+    *,
+    workers: int = 0,
+    accelerator: str | None = None,
+    devices: int | None = None,
+    strategy: str | None = None,
+    max_epochs: int | None = None,
+    mlruns: str | Path | None = None,
+) -> dict:
+    """Train (or resume) one model; leave model.ckpt, metrics.csv, curves.png, samples.png.
+
+    ``tile_stacks``: the training scenes' :class:`TileSet` by (city, scene); ``mlruns``: the
+    MLflow store, when the experiment logs to MLflow."""
+    out_dir = Path(out_dir)
+    summary = json.loads(Path(fold_summary_path).read_text())
+    L.seed_everything(spec["seed"], workers=True, verbose=False)
+    data = TrainingData(spec, summary, fold_tiles_tsv, tile_stacks, workers)
+    identity = data_identity(spec, summary, fold_tiles_tsv)
+    has_val = len(data.val_set) > 0
+    saver = _checkpoint_saver(spec, out_dir / "checkpoints", has_val)
+    accelerator = accelerator or spec["accelerator"]
+    trainer = _trainer(
+        spec,
+        out_dir,
+        [saver, EpochTable(out_dir / "metrics.csv")],
+        _loggers(spec, out_dir, mlruns),
+        has_val,
+        accelerator=accelerator,
+        devices=devices or spec["devices"],
+        strategy=strategy or spec["strategy"],
+        max_epochs=max_epochs or spec["epochs"],
+    )
+    resume = _resume_point(out_dir / "checkpoints" / "last.ckpt", spec, identity)
+    trainer.fit(
+        SegmentationTask(spec, identity), datamodule=data, ckpt_path=resume, weights_only=True
+    )
+    if not trainer.is_global_zero:
+        return {}
+    last = out_dir / "checkpoints" / "last.ckpt"
+    best = Path(saver.best_model_path) if has_val and saver.best_model_path else last
+    _deliver(best, out_dir, data.val_set if has_val else data.train_set, spec)
+    result = {"best": str(best), "best_score": float(saver.best_model_score or float("nan"))}
+    log.info("model %s (val/iou_1 %.4f)", best.name, result["best_score"])
+    return result
+
+
+def _trainer(spec: dict, out_dir: Path, callbacks, loggers, has_val: bool, **placement):
+    """The Lightning trainer of an experiment; ``placement``: accelerator, devices, strategy
+    and max_epochs (the experiment's unless overridden)."""
+    return L.Trainer(
+        default_root_dir=out_dir,
+        **placement,
+        precision=spec["precision"],
+        accumulate_grad_batches=spec["accumulate"],
+        gradient_clip_val=spec["gradient_clip"],
+        callbacks=callbacks,
+        logger=loggers,
+        deterministic=deterministic_setting(placement["accelerator"]),
+        use_distributed_sampler=False,
+        enable_progress_bar=sys.stderr.isatty(),
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        limit_val_batches=1.0 if has_val else 0,
+        log_every_n_steps=1,
+    )
+
+
+def _checkpoint_saver(spec: dict, folder: Path, has_val: bool) -> ModelCheckpoint:
+    """last.ckpt (the resume point) and the best k by validation IoU (none without validation)."""
+    return ModelCheckpoint(
+        dirpath=folder,
+        filename="best-{epoch:03d}",
+        monitor=MONITOR if has_val else None,
+        mode="max",
+        save_top_k=spec["checkpoints"]["keep_best"] if has_val else 0,
+        save_last=True,
+    )
+
+
+def _resume_point(last: Path, spec: dict, identity: dict) -> str | None:
+    if last.exists():
+        _discard_if_foreign(last, spec, identity)
+    if not last.exists():
+        return None
+    log.info("resuming from %s", last)
+    return str(last)
+
+
+def _deliver(best: Path, out_dir: Path, samples, spec: dict) -> None:
+    """model.ckpt (a copy of the best checkpoint), the curves and the validation samples."""
+    with atomic_path(out_dir / "model.ckpt") as tmp:
+        shutil.copyfile(best, tmp)
+    plot_curves(out_dir / "metrics.csv", out_dir / "curves.png")
+    plot_val_samples(
+        load_task(best), samples, out_dir / "samples.png", spec["logging"]["val_samples"]
+    )
+
+
+def _discard_if_foreign(last: Path, spec: dict, identity: dict) -> None:
+    """Remove the checkpoints of a run that another experiment or other data started: a run
+    resumes only with the experiment, the fold normalisation and the tile table it began with."""
+    try:
+        trained = read_checkpoint(last).get("hyper_parameters", {})
+    except InputError as err:
+        reason = f"cannot be resumed ({err.fault})"
+    else:
+        if _comparable(trained.get("spec", {})) != _comparable(spec):
+            reason = "was trained with other settings"
+        elif trained.get("data") != identity:
+            reason = "was trained on other data (fold normalisation or tile table changed)"
+        else:
+            return
+    log.info("%s %s: starting afresh", last, reason)
+    shutil.rmtree(last.parent)
+
+
+def _comparable(spec: dict) -> dict:
+    """The settings that define a training run (not where its file lies)."""
+    return {k: v for k, v in spec.items() if k != "path"}
+
+
+def _loggers(spec: dict, out_dir: Path, mlruns):
+    loggers = []
+    if spec["logging"]["tensorboard"]:
+        from lightning.pytorch.loggers import TensorBoardLogger
+
+        loggers.append(TensorBoardLogger(out_dir, name="tensorboard"))
+    if spec["logging"]["mlflow"]:
+        try:
+            import mlflow  # noqa: F401
+            from lightning.pytorch.loggers import MLFlowLogger
+        except ImportError:
+            raise InputError(
+                "logging.mlflow",
+                "MLflow is asked for but not installed (pip install mlflow-skinny)",
+            ) from None
+        # a plain folder store: nothing to set up, readable by `mlflow ui --backend-store-uri`
+        os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+        if mlruns is None:
+            raise InputError("logging.mlflow", "MLflow is asked for but no store was given")
+        logger = MLFlowLogger(
+            experiment_name="Trainings",
+            tracking_uri=f"file:{Path(mlruns).resolve()}",
+            run_name=f"{spec['name']}/{out_dir.name}",
+        )
+        logger.log_hyperparams(_flat(spec))
+        logger.experiment.log_artifact(logger.run_id, spec["path"])
+        loggers.append(logger)
+    return loggers or False
+
+
+def _flat(spec: dict, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in spec.items():
+        if isinstance(value, dict):
+            flat.update(_flat(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat

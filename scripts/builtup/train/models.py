@@ -1,0 +1,154 @@
+"""Segmentation models: LW-RefineNet on timm features, and every smp architecture by name.
+
+Encoder weights: ``null`` (random initialisation, the default), ``imagenet``
+(downloaded by timm/smp, needs the network) or the path of a local weights
+file (a state dict of the encoder, or a checkpoint holding ``state_dict``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import segmentation_models_pytorch as smp
+import timm
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from builtup.core.errors import InputError
+
+LWREFINENET = "lwrefinenet"
+
+
+class ChainedResidualPooling(nn.Module):
+    """Four stages of 5x5 max-pool + 1x1 conv, each added to the running sum (LW-RefineNet)."""
+
+    def __init__(self, channels: int, stages: int = 4):
+        super().__init__()
+        self.pool = nn.MaxPool2d(5, stride=1, padding=2)
+        self.convs = nn.ModuleList(
+            nn.Conv2d(channels, channels, 1, bias=False) for _ in range(stages)
+        )
+
+    def forward(self, x):
+        top = x
+        for conv in self.convs:
+            top = conv(self.pool(top))
+            x = x + top
+        return x
+
+
+class LWRefineNet(nn.Module):
+    """Light-Weight RefineNet (Nekrasov et al., BMVC 2018) on a timm encoder's 4 deepest levels.
+
+    Each level is projected to ``width`` channels, summed with the upsampled
+    coarser level, refined by chained residual pooling; the head works at
+    stride 4 and its logits are upsampled to the input size.
+    """
+
+    def __init__(
+        self,
+        encoder: str = "mobilenetv2_100",
+        in_channels: int = 3,
+        classes: int = 2,
+        width: int = 256,
+        pretrained: bool = False,
+    ):
+        super().__init__()
+        self.encoder = timm.create_model(
+            encoder,
+            features_only=True,
+            out_indices=(1, 2, 3, 4),
+            in_chans=in_channels,
+            pretrained=pretrained,
+        )
+        channels = self.encoder.feature_info.channels()
+        self.lateral = nn.ModuleList(nn.Conv2d(c, width, 1, bias=False) for c in channels)
+        self.refine = nn.ModuleList(ChainedResidualPooling(width) for _ in channels)
+        self.project = nn.ModuleList(nn.Conv2d(width, width, 1, bias=False) for _ in channels[1:])
+        self.head = nn.Sequential(
+            nn.Conv2d(width, width, 3, padding=1, bias=False),
+            nn.BatchNorm2d(width),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(width, classes, 1),
+        )
+
+    def forward(self, x):
+        features = self.encoder(x)
+        y = None
+        for level in reversed(range(len(features))):
+            f = self.lateral[level](features[level])
+            if y is not None:
+                f = f + F.interpolate(y, size=f.shape[-2:], mode="bilinear", align_corners=False)
+            y = self.refine[level](F.relu(f))
+            if level > 0:
+                y = self.project[level - 1](y)
+        return F.interpolate(self.head(y), size=x.shape[-2:], mode="bilinear", align_corners=False)
+
+
+def build_model(spec: dict, in_channels: int) -> nn.Module:
+    """The model of an experiment's ``model`` section for ``in_channels`` input channels."""
+    arch, encoder = spec["architecture"], spec["encoder"]
+    weights = spec.get("encoder_weights")
+    classes = spec.get("classes", 2)
+    options = spec.get("options", {})
+    imagenet = weights == "imagenet"
+    try:
+        if arch.lower() == LWREFINENET:
+            model = LWRefineNet(encoder, in_channels, classes, pretrained=imagenet, **options)
+        else:
+            model = smp.create_model(
+                arch,
+                encoder_name=encoder,
+                in_channels=in_channels,
+                classes=classes,
+                encoder_weights="imagenet" if imagenet else None,
+                **options,
+            )
+    except (KeyError, RuntimeError) as err:
+        raise ValueError(f"cannot build {arch} with encoder {encoder!r}: {err}") from None
+    if weights and not imagenet:
+        load_encoder_weights(model.encoder, weights)
+    return model
+
+
+def check_model_names(spec: dict) -> None:
+    """Fail early, without building anything, on an unknown architecture or encoder name."""
+    arch, encoder = spec["architecture"], spec["encoder"]
+    if arch.lower() == LWREFINENET:
+        if encoder not in timm.list_models():
+            raise ValueError(f"unknown timm encoder {encoder!r} for LW-RefineNet")
+        return
+    known = {name.lower(): name for name in smp_architectures()}
+    if arch.lower() not in known:
+        raise ValueError(
+            f"unknown architecture {arch!r}; known: lwrefinenet, {', '.join(known.values())}"
+        )
+    if encoder not in smp.encoders.get_encoder_names() and not encoder.startswith("tu-"):
+        raise ValueError(f"unknown encoder {encoder!r} (smp encoders, or tu-<timm name>)")
+
+
+def smp_architectures() -> list[str]:
+    return [
+        cls.__name__
+        for cls in smp.__dict__.values()
+        if isinstance(cls, type)
+        and issubclass(cls, smp.base.SegmentationModel)
+        and cls is not smp.base.SegmentationModel
+    ]
+
+
+def load_encoder_weights(encoder: nn.Module, path: str | Path) -> None:
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, "encoder weights file does not exist")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 (any unpickling failure means an unusable file)
+        raise InputError(path, f"cannot be read as a weights file: {err}") from None
+    state = state.get("state_dict", state)
+    try:
+        encoder.load_state_dict(state, strict=True)
+    except RuntimeError as err:
+        first = str(err).splitlines()[1].strip() if "\n" in str(err) else str(err)
+        raise InputError(path, f"weights do not fit the encoder: {first}") from None

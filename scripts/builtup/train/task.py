@@ -1,0 +1,141 @@
+"""The Lightning task of one experiment, and checkpoints read back as plain data."""
+
+from __future__ import annotations
+
+import logging
+import pickle
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+
+from builtup.core.errors import InputError
+from builtup.core.recipes import get_recipe
+from builtup.core.scores import scores
+from builtup.train.losses import WeightedSum
+from builtup.train.metrics import confusion_matrix
+from builtup.train.models import build_model
+from builtup.train.optim import build_optimizer, build_scheduler
+
+log = logging.getLogger(__name__)
+
+MONITOR = "val/iou_1"
+
+
+class SegmentationTask(L.LightningModule):
+    """Model, loss, optimiser and schedule of one experiment; metrics from a confusion matrix.
+
+    ``data`` identifies what it is trained on (:func:`data_identity`); it is kept in the
+    checkpoint as plain data beside the experiment. ``initial_weights=False`` builds the
+    network without reading or downloading its encoder's starting weights (a checkpoint
+    about to be loaded holds every weight).
+    """
+
+    def __init__(self, spec: dict, data: dict | None = None, initial_weights: bool = True):
+        super().__init__()
+        self.save_hyperparameters({"spec": spec, "data": data})
+        self.spec, self.data = spec, data
+        model_spec = (
+            spec["model"] if initial_weights else {**spec["model"], "encoder_weights": None}
+        )
+        self.model = build_model(model_spec, get_recipe(spec["recipe"]).channels)
+        if spec["channels_last"]:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.forward_model = torch.compile(self.model) if spec["compile"] else self.model
+        self.loss = WeightedSum(spec["loss"])
+        self.val_matrix = torch.zeros(2, 2, dtype=torch.long)
+
+    def forward(self, x):
+        """Logits of a channels-last batch (N, H, W, C) from the loaders."""
+        x = x.permute(0, 3, 1, 2)  # (N, C, H, W) with channels-last strides, no copy
+        if not self.spec["channels_last"]:
+            x = x.contiguous()
+        return self.forward_model(x)
+
+    def on_fit_start(self):
+        trainer = self.trainer
+        log.info(
+            "training process %d of %d on %s",
+            trainer.global_rank + 1,
+            trainer.world_size,
+            self.device,
+        )
+
+    def training_step(self, batch, _):
+        x, y = batch
+        loss = self.loss(self(x), y.long())
+        self.log(
+            "train/loss", loss, on_step=False, on_epoch=True, sync_dist=True, batch_size=len(x)
+        )
+        return loss
+
+    def on_validation_epoch_start(self):
+        self.val_matrix = torch.zeros(2, 2, dtype=torch.long, device=self.device)
+
+    def validation_step(self, batch, _):
+        x, y = batch
+        logits = self(x)
+        self.log(
+            "val/loss",
+            self.loss(logits, y.long()),
+            on_epoch=True,
+            sync_dist=True,
+            batch_size=len(x),
+        )
+        self.val_matrix += confusion_matrix(logits.argmax(1), y)
+
+    def on_validation_epoch_end(self):
+        matrix = self.trainer.strategy.reduce(self.val_matrix, reduce_op="sum")
+        for key, value in scores(matrix).items():
+            self.log(f"val/{key}", float(np.nan_to_num(value)), sync_dist=False)
+
+    def configure_optimizers(self):
+        optimizer = build_optimizer(self.parameters(), self.spec["optimizer"])
+        # optimiser steps as Lightning counts them (a partial accumulation is a step);
+        # num_training_batches is not known yet here, estimated_stepping_batches is
+        total_steps = int(self.trainer.estimated_stepping_batches)
+        steps_per_epoch = max(total_steps // max(self.trainer.max_epochs, 1), 1)
+        validating = self.trainer.limit_val_batches != 0
+        scheduler = build_scheduler(
+            optimizer,
+            self.spec["schedule"],
+            total_steps,
+            steps_per_epoch,
+            monitor=(MONITOR, "max") if validating else ("train/loss", "min"),
+        )
+        return (
+            optimizer if scheduler is None else {"optimizer": optimizer, "lr_scheduler": scheduler}
+        )
+
+
+def read_checkpoint(path) -> dict:
+    """A checkpoint read as plain data and tensors only (``weights_only``): a shared file cannot
+    run code when it is loaded."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, "checkpoint does not exist")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise InputError(
+            path,
+            "refused: the checkpoint holds objects other than plain data and tensors "
+            "(loading it could run code)",
+        ) from None
+    except Exception as err:  # noqa: BLE001 (any loading failure means an unusable checkpoint)
+        raise InputError(path, f"cannot be loaded as a model checkpoint: {err}") from None
+
+
+def load_task(path) -> SegmentationTask:
+    """The trained task of a checkpoint, built without initial encoder weights."""
+    state = read_checkpoint(path)
+    settings = state.get("hyper_parameters", {})
+    if "spec" not in settings or "state_dict" not in state:
+        raise InputError(path, "not a checkpoint of this workflow (no experiment settings)")
+    task = SegmentationTask(settings["spec"], settings.get("data"), initial_weights=False)
+    try:
+        task.load_state_dict(state["state_dict"])
+    except RuntimeError as err:
+        raise InputError(path, f"weights do not fit the experiment: {err}") from None
+    return task

@@ -1,0 +1,108 @@
+import numpy as np
+import pytest
+
+from builtup.core.moments import Moments
+from builtup.core.recipes import CHANNELS, RECIPES, get_recipe
+
+
+@pytest.fixture
+def tile():
+    x = np.array([[[0.01, 0.1], [1.0, 0.0]], [[0.1, 1.0], [10.0, 0.0]]], dtype=np.float32)
+    x = np.concatenate([x, 0.5 * (x[:1] + x[1:2])])
+    valid = np.array([[True, True], [True, False]])
+    return x, valid
+
+
+def test_channel_counts_match(tile):
+    x, valid = tile
+    for recipe in RECIPES.values():
+        out = recipe(x, valid)
+        assert out.shape == (recipe.channels, 2, 2) and out.dtype == np.float32
+        assert (out[:, ~valid] == 0).all()
+
+
+def test_db_values_by_hand(tile):
+    x, valid = tile
+    out = get_recipe("db3")(x, valid)
+    np.testing.assert_allclose(out[0, 0], [-20, -10], atol=1e-5)
+    np.testing.assert_allclose(out[1, 1, 0], 10, atol=1e-5)
+
+
+def test_db5_and_linear_extras_by_hand(tile):
+    x, valid = tile
+    db5 = get_recipe("db5")(x, valid)
+    vh, vv = -20.0, -10.0  # pixel (0, 0)
+    assert db5[3, 0, 0] == pytest.approx(vv * vh)
+    assert db5[4, 0, 0] == pytest.approx((vv + 1) / (vh + 1))
+    lin5 = get_recipe("linear5")(x, valid)
+    assert lin5[3, 0, 0] == pytest.approx(0.1 - 0.01)
+    assert lin5[4, 0, 0] == pytest.approx(np.hypot(0.01, 0.1))
+    lin6 = get_recipe("linear6")(x, valid)
+    assert lin6[3, 0, 0] == pytest.approx(0.001)
+    assert lin6[4, 0, 0] == pytest.approx(0.11 / 0.02)
+    assert lin6[5, 0, 0] == pytest.approx(np.hypot(0.01, 0.1))
+    log_sq = get_recipe("log_sq3")(x, valid)
+    assert log_sq[1, 0, 1] == pytest.approx(0.0, abs=1e-6)
+
+
+def test_minmax_pow_is_per_sample(tile):
+    x, valid = tile
+    out = get_recipe("minmax_pow3")(x, valid)
+    assert out[0, 0, 0] == pytest.approx(-0.5)  # band minimum
+    assert out[0, 1, 0] == pytest.approx(0.5)  # band maximum
+    scaled = get_recipe("minmax_pow3")(x * 7, valid)
+    np.testing.assert_allclose(out, scaled, atol=1e-6)
+
+
+def test_negative_outliers_do_not_make_nan(tile):
+    x, valid = tile
+    x = x.copy()
+    x[1, 0, 0] = -66.7
+    for recipe in RECIPES.values():
+        assert np.isfinite(recipe(x, valid)).all(), recipe.name
+
+
+def test_unknown_recipe():
+    with pytest.raises(KeyError, match="unknown input recipe 'rgb'"):
+        get_recipe("rgb")
+
+
+def test_moments_merge_equals_numpy(rng):
+    data = rng.normal(5, 3, (3, 10000))
+    parts = np.array_split(data, 7, axis=1)
+    merged = Moments(3)
+    for part in parts:
+        chunk = Moments(3)
+        chunk.add(part)
+        merged.merge(Moments.from_dict(chunk.to_dict()))
+    np.testing.assert_allclose(merged.mean, data.mean(axis=1), rtol=1e-12)
+    np.testing.assert_allclose(merged.std, data.std(axis=1), rtol=1e-12)
+    assert merged.count == 10000
+
+
+def test_moments_float64_on_large_offsets(rng):
+    data = (1e4 + rng.normal(0, 1e-2, (1, 100000))).astype(np.float32)
+    acc = Moments(1)
+    for part in np.array_split(data, 10, axis=1):
+        acc.add(part)
+    np.testing.assert_allclose(acc.std, data.astype(np.float64).std(axis=1), rtol=1e-6)
+
+
+def test_moments_channels_split_and_stack(rng):
+    data = rng.normal(2, 5, (3, 1000))
+    whole = Moments(3)
+    whole.add(data)
+    parts = [whole.channel(i) for i in range(3)]
+    assert [p.channels for p in parts] == [1, 1, 1]
+    restacked = Moments.stack([parts[2], parts[0]])
+    np.testing.assert_array_equal(restacked.mean, whole.mean[[2, 0]])
+    np.testing.assert_array_equal(restacked.std, whole.std[[2, 0]])
+    fewer = Moments(1)
+    fewer.add(data[:1, :10])
+    with pytest.raises(ValueError, match="different sample counts"):
+        Moments.stack([parts[0], fewer])
+
+
+def test_recipes_name_known_channels():
+    for recipe in RECIPES.values():
+        assert set(recipe.channel_names) <= set(CHANNELS), recipe.name

@@ -1,0 +1,399 @@
+"""Scene prediction, city aggregation, polygons and metrics on synthetic rasters."""
+
+import numpy as np
+import pytest
+import rasterio
+import torch
+from affine import Affine
+from torch import nn
+
+from builtup.core.errors import InputError
+from builtup.core.probability import PROB_NODATA, PROB_SCALE
+from builtup.deliver.aggregate import aggregate_city
+from builtup.deliver.polygons import builtup_polygons, write_polygons
+from builtup.deliver.predict import (
+    FoldModel,
+    ScenePredictor,
+    blend_weights,
+    load_fold_model,
+)
+from builtup.deliver.threshold import best_level, confusion_at
+from builtup.prepare.masks import rasterize_mask
+
+from conftest import ORIGIN, write_raster
+
+
+class PixelModel(nn.Module):
+    """Per-pixel logits (a 1x1 convolution): equivariant to shifts, flips and rotations."""
+
+    def __init__(self, channels=3):
+        super().__init__()
+        self.conv = nn.Conv2d(channels, 2, 1)
+        torch.manual_seed(0)
+        nn.init.normal_(self.conv.weight)
+
+    def forward(self, x):
+        return self.conv(x)
+
+
+class ConstantModel(nn.Module):
+    def forward(self, x):
+        logits = torch.zeros(x.shape[0], 2, *x.shape[2:])
+        logits[:, 1] = 0.7
+        return logits
+
+
+def fold(network, channels=3):
+    return FoldModel(
+        network.eval(),
+        np.zeros((channels, 1, 1), np.float32),
+        np.ones((channels, 1, 1), np.float32),
+    )
+
+
+@pytest.fixture
+def scene(tmp_path, rng):
+    image = rng.gamma(4.4, 0.05 / 4.4, (3, 700, 900)).astype("float32")
+    rows, cols = np.mgrid[:700, :900]
+    wedge = cols > 820 + rows // 10
+    image[:, wedge] = 0
+    return write_raster(tmp_path / "scene.tif", image), image, wedge
+
+
+def read(path):
+    with rasterio.open(path) as src:
+        return src.read(1), src.profile, src.overviews(1)
+
+
+def test_blend_weights_are_positive_and_flat_inside():
+    w = blend_weights(256, 64)
+    assert w.shape == (256, 256) and w.min() > 0 and w[64:-64, 64:-64].min() == 1.0
+    assert np.allclose(w, w.T) and np.allclose(w, w[::-1, ::-1])
+
+
+def test_constant_model_gives_a_seamless_constant_map(tmp_path, scene):
+    path, _, wedge = scene
+    predictor = ScenePredictor(
+        [fold(ConstantModel())], "linear3", window=256, overlap=64, batch_size=3
+    )
+    predictor.predict_scene(path, tmp_path / "p.tif")
+    values, profile, overviews = read(tmp_path / "p.tif")
+    expected = round(PROB_SCALE * float(torch.sigmoid(torch.tensor(0.7))))
+    assert (values[~wedge] == expected).all()
+    assert (values[wedge] == PROB_NODATA).all()
+    assert profile["transform"] == ORIGIN and profile["crs"].to_epsg() == 32638
+    assert values.shape == (700, 900) and overviews
+
+
+def test_pixel_model_is_seamless_whatever_the_windows(tmp_path, scene):
+    path, image, wedge = scene
+    network = PixelModel()
+    with torch.no_grad():
+        logits = network(torch.from_numpy(image[None]))
+    expected = np.rint(torch.softmax(logits, 1)[0, 1].numpy() * PROB_SCALE)
+    for window, overlap in ((256, 64), (320, 100), (1024, 0)):
+        out = tmp_path / f"p{window}.tif"
+        ScenePredictor([fold(network)], "linear3", window=window, overlap=overlap).predict_scene(
+            path, out
+        )
+        values = read(out)[0]
+        assert np.abs(values[~wedge].astype(int) - expected[~wedge]).max() <= 1
+
+
+@pytest.mark.parametrize("tta", ["flips", "rot90", "d4"])
+def test_tta_round_trips_the_identity(tmp_path, scene, tta):
+    path, *_ = scene
+    network = PixelModel()
+    plain = ScenePredictor([fold(network)], "linear3", "none", 256, 64)
+    augmented = ScenePredictor([fold(network)], "linear3", tta, 256, 64)
+    plain.predict_scene(path, tmp_path / "a.tif")
+    augmented.predict_scene(path, tmp_path / "b.tif")
+    a, b = read(tmp_path / "a.tif")[0], read(tmp_path / "b.tif")[0]
+    assert np.abs(a.astype(int) - b.astype(int)).max() <= 1
+
+
+def test_fold_models_are_averaged_in_logit_space(tmp_path, scene):
+    path, image, wedge = scene
+    first, second = PixelModel(), PixelModel()
+    with torch.no_grad():
+        second.conv.weight.mul_(-0.5)
+        x = torch.from_numpy(image[None])
+        logits = (first(x) + second(x)) / 2
+    expected = np.rint(torch.softmax(logits, 1)[0, 1].numpy() * PROB_SCALE)
+    ScenePredictor([fold(first), fold(second)], "linear3", window=256, overlap=64).predict_scene(
+        path, tmp_path / "p.tif"
+    )
+    values = read(tmp_path / "p.tif")[0]
+    assert np.abs(values[~wedge].astype(int) - expected[~wedge]).max() <= 1
+
+
+def prob_raster(path, value, transform, shape=(300, 300), nodata_cols=0):
+    data = np.full(shape, round(value * PROB_SCALE), np.uint8)
+    data[:, :nodata_cols] = PROB_NODATA
+    return write_raster(path, data, transform=transform, dtype="uint8", nodata=PROB_NODATA)
+
+
+def test_aggregation_across_a_shifted_grid(tmp_path):
+    a = prob_raster(tmp_path / "a.tif", 0.8, ORIGIN, nodata_cols=50)
+    shifted = Affine(10.0027, 0, ORIGIN.c + 2.16, 0, -10.0027, ORIGIN.f - 1.84)
+    b = prob_raster(tmp_path / "b.tif", 0.4, shifted, shape=(280, 280))
+    aggregate_city([a, b], tmp_path / "mean.tif")
+    values, profile, _ = read(tmp_path / "mean.tif")
+    assert profile["transform"] == ORIGIN
+    assert abs(int(values[100, 150]) - round(0.6 * PROB_SCALE)) <= 1
+    assert values[100, 10] == round(0.4 * PROB_SCALE)  # only b has data there
+    assert values[299, 299] == round(0.8 * PROB_SCALE)  # b ends before a's far corner
+    aggregate_city([a, b], tmp_path / "vote.tif", method="vote")
+    votes = read(tmp_path / "vote.tif")[0]
+    assert votes[100, 150] == PROB_SCALE  # one of two says built-up: N-1 of N
+
+
+def test_aggregation_of_one_acquisition_is_identity(tmp_path):
+    a = prob_raster(tmp_path / "a.tif", 0.3, ORIGIN, nodata_cols=20)
+    aggregate_city([a], tmp_path / "one.tif")
+    np.testing.assert_array_equal(read(tmp_path / "one.tif")[0], read(a)[0])
+
+
+def test_non_overlapping_acquisitions_are_refused(tmp_path):
+    a = prob_raster(tmp_path / "a.tif", 0.3, ORIGIN)
+    far = Affine(10, 0, ORIGIN.c + 50_000, 0, -10, ORIGIN.f)
+    b = prob_raster(tmp_path / "b.tif", 0.3, far)
+    with pytest.raises(InputError, match="does not overlap"):
+        aggregate_city([a, b], tmp_path / "c.tif")
+    assert not (tmp_path / "c.tif").exists()
+
+
+def test_polygons_hold_the_built_up_class_only(tmp_path):
+    data = np.zeros((200, 200), np.uint8)
+    data[20:60, 30:90] = 200
+    data[120:125, 120:125] = 250  # 25 px = 2500 m^2
+    data[:, :5] = PROB_NODATA
+    prob = write_raster(tmp_path / "p.tif", data, dtype="uint8", nodata=PROB_NODATA)
+    polygons, crs = builtup_polygons(prob, 0.5)
+    assert len(polygons) == 2 and all(p.is_valid for p in polygons)
+    assert sorted(p.area for p in polygons) == [2500.0, 40 * 60 * 100.0]
+    assert len(builtup_polygons(prob, 0.5, min_area=3000)[0]) == 1
+    out = tmp_path / "sub" / "38RNV_Samawah.shp"
+    write_polygons(polygons, crs, out)
+    assert out.with_suffix(".prj").exists() and not list(out.parent.glob("tmp*"))
+    import fiona
+
+    with fiona.open(out) as src:
+        assert len(src) == 2 and {f.properties["DN"] for f in src} == {255}
+    write_polygons(polygons, crs, tmp_path / "x.gpkg")
+    with fiona.open(tmp_path / "x.gpkg") as src:
+        assert len(src) == 2
+
+
+def test_polygonise_rasterise_round_trip_on_the_real_label(tmp_path, shared_sample):
+    with rasterio.open(shared_sample / "Spain_7370579_LabelHand.tif") as src:
+        label, transform, crs = src.read(1), src.transform, src.crs
+    prob = np.where(label < 0, PROB_NODATA, np.where(label == 1, PROB_SCALE, 0)).astype(np.uint8)
+    prob_path = write_raster(
+        tmp_path / "p.tif", prob, transform=transform, crs=crs, dtype="uint8", nodata=PROB_NODATA
+    )
+    polygons, crs_out = builtup_polygons(prob_path, 0.5)
+    write_polygons(polygons, crs_out, tmp_path / "water.shp")
+    scene = write_raster(
+        tmp_path / "s.tif",
+        np.where(label >= 0, 1.0, 0.0)[None].repeat(3, 0),
+        transform=transform,
+        crs=crs,
+    )
+    rasterize_mask(scene, tmp_path / "water.shp", tmp_path / "m.tif", all_touched=False)
+    mask = read(tmp_path / "m.tif")[0]
+    valid = label >= 0
+    truth, back = label[valid] == 1, mask[valid] == 1
+    assert (truth & back).sum() / (truth | back).sum() > 0.999
+
+
+def test_threshold_tuning_from_histograms():
+    hist = np.zeros((2, 255), np.int64)
+    hist[0, :100] = 10  # background below level 100
+    hist[1, 150:] = 10  # built-up at 150 and above
+    level, f1 = best_level(hist)
+    assert 100 <= level <= 150 and f1 == 1.0
+    assert confusion_at(hist, 150).tolist() == [[1000, 0], [0, 1050]]
+
+
+def test_checkpoint_that_does_not_match_the_experiment(tmp_path):
+    from builtup.train.task import SegmentationTask
+
+    spec = TRAINED_SPEC
+    path = save_task(SegmentationTask(spec), tmp_path / "m.ckpt")
+    summary = {
+        "normalisation": {
+            "db3": {"mean": [0, 0, 0], "std": [1, 1, 1]},
+            "db5": {"mean": [0] * 5, "std": [1] * 5},
+        }
+    }
+    assert load_fold_model(path, summary, spec, "cpu").network is not None
+    with pytest.raises(InputError, match="does not match the experiment: recipe"):
+        load_fold_model(path, summary, {**spec, "recipe": "db5"}, "cpu")
+    other = {**spec, "model": {**spec["model"], "architecture": "Unet", "encoder": "resnet18"}}
+    with pytest.raises(InputError, match="does not match the experiment: model"):
+        load_fold_model(path, summary, other, "cpu")
+    with pytest.raises(InputError, match="checkpoint does not exist"):
+        load_fold_model(tmp_path / "none.ckpt", summary, spec, "cpu")
+
+
+def test_smp_fpn_predicts_a_scene_whose_sides_are_not_multiples_of_32(tmp_path, rng):
+    import segmentation_models_pytorch as smp
+
+    image = rng.gamma(4.4, 0.05 / 4.4, (3, 300, 517)).astype("float32")
+    path = write_raster(tmp_path / "small.tif", image)
+    network = smp.FPN(encoder_name="resnet18", encoder_weights=None, in_channels=3, classes=2)
+    out = tmp_path / "p.tif"
+    ScenePredictor([fold(network)], "linear3", window=512, overlap=64).predict_scene(path, out)
+    values, profile, _ = read(out)
+    assert values.shape == (300, 517) and (values != PROB_NODATA).all()
+    assert profile["transform"] == ORIGIN and (profile["width"], profile["height"]) == (517, 300)
+
+
+TRAINED_SPEC = {
+    "model": {
+        "architecture": "lwrefinenet",
+        "encoder": "mobilenetv2_050",
+        "options": {"width": 16},
+        "classes": 2,
+        "encoder_weights": None,
+    },
+    "recipe": "db3",
+    "loss": [{"name": "ce"}],
+    "channels_last": False,
+    "compile": False,
+}
+UNIT_NORMALISATION = {"normalisation": {"db3": {"mean": [0, 0, 0], "std": [1, 1, 1]}}}
+
+
+def save_task(task, path, **extra):
+    torch.save(
+        {
+            "state_dict": task.state_dict(),
+            "hyper_parameters": {"spec": task.spec, "data": task.data},
+            **extra,
+        },
+        path,
+    )
+    return path
+
+
+def test_prediction_needs_no_encoder_weights_file(tmp_path):
+    """A checkpoint holds every weight: its encoder's starting weights are not read again."""
+    from builtup.train.task import SegmentationTask
+
+    weights = tmp_path / "encoder.pth"
+    torch.save(SegmentationTask(TRAINED_SPEC).model.encoder.state_dict(), weights)
+    spec = {**TRAINED_SPEC, "model": {**TRAINED_SPEC["model"], "encoder_weights": str(weights)}}
+    task = SegmentationTask(spec)
+    path = save_task(task, tmp_path / "m.ckpt")
+    weights.unlink()
+    model = load_fold_model(path, UNIT_NORMALISATION, spec, "cpu")
+    for name, value in task.model.state_dict().items():
+        assert torch.equal(model.network.state_dict()[name], value), name
+
+
+class Payload:
+    """Unpickling this runs code: it creates the file ``marker``."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_checkpoint_carrying_a_pickle_payload_is_refused_unrun(tmp_path):
+    from builtup.train.task import SegmentationTask
+
+    marker = tmp_path / "payload-ran"
+    path = save_task(
+        SegmentationTask(TRAINED_SPEC), tmp_path / "shared.ckpt", extra=Payload(marker)
+    )
+    with pytest.raises(InputError, match="refused: the checkpoint holds objects") as err:
+        load_fold_model(path, UNIT_NORMALISATION, TRAINED_SPEC, "cpu")
+    assert str(path) in str(err.value) and "\n" not in str(err.value)
+    assert not marker.exists()
+
+
+def test_checkpoint_trained_with_another_normalisation_is_refused(tmp_path):
+    from builtup.train.task import SegmentationTask
+
+    data = {"normalisation": {"mean": [1, 2, 3], "std": [1, 1, 1]}, "tiles_sha256": "x"}
+    path = save_task(SegmentationTask(TRAINED_SPEC, data), tmp_path / "m.ckpt")
+    with pytest.raises(InputError, match="another normalisation"):
+        load_fold_model(path, UNIT_NORMALISATION, TRAINED_SPEC, "cpu")
+
+
+def test_min_area_and_simplify_are_metres_whatever_the_crs(tmp_path):
+    data = np.zeros((100, 100), np.uint8)
+    data[10:15, 10:15] = 250  # 25 px
+    feet = Affine(10 / 0.3048, 0, 1_300_000, 0, -10 / 0.3048, 12_000_000)  # 10 m pixels in ft
+    prob = write_raster(
+        tmp_path / "ft.tif", data, transform=feet, crs="EPSG:2263", dtype="uint8", nodata=255
+    )
+    assert len(builtup_polygons(prob, 0.5, min_area=2400)[0]) == 1  # 2500 m^2 kept
+    assert len(builtup_polygons(prob, 0.5, min_area=2600)[0]) == 0
+    degrees = Affine(1e-4, 0, 44.0, 0, -1e-4, 36.0)
+    geographic = write_raster(
+        tmp_path / "deg.tif", data, transform=degrees, crs="EPSG:4326", dtype="uint8", nodata=255
+    )
+    assert len(builtup_polygons(geographic, 0.5)[0]) == 1
+    with pytest.raises(InputError, match="in metres but the raster's CRS .* is geographic"):
+        builtup_polygons(geographic, 0.5, min_area=100)
+
+
+def test_quicklook_shows_the_delivery_threshold_and_the_tables_f1(tmp_path, monkeypatch):
+    import json
+
+    from builtup.deliver import quicklook as figures
+
+    image = np.full((3, 64, 64), 0.1, np.float32)
+    raster = write_raster(tmp_path / "r.tif", image)
+    prob = np.full((64, 64), round(0.6 * PROB_SCALE), np.uint8)
+    prob[:, 32:] = round(0.9 * PROB_SCALE)
+    folder = tmp_path / "predictions" / "38SLD_Tikrit"
+    prediction = write_raster(folder / "20150207_DES.tif", prob, dtype="uint8", nodata=255)
+    mask = write_raster(tmp_path / "m.tif", np.ones((64, 64), np.uint8), dtype="uint8")
+    threshold = tmp_path / "t.json"
+    threshold.write_text(json.dumps({"threshold": 0.8}))
+    table = tmp_path / "scenes.tsv"
+    table.write_text("city\tscene\tsplit\tf1\n38SLD_Tikrit\t20150207_DES\ttest\t0.4321\n")
+    shown = {}
+
+    def capture(axes, gray, pred, label, title):
+        shown.update(pred=pred, title=title)
+
+    monkeypatch.setattr(figures, "sample_row", capture)
+    out = tmp_path / "q.png"
+    figures.plot_quicklook(raster, prediction, threshold, out, mask, table)
+    assert out.stat().st_size > 0
+    assert shown["pred"][:, :32].sum() == 0 and shown["pred"][:, 32:].all()
+    assert "F1 0.432" in shown["title"] and "threshold 0.800" in shown["title"]
+
+
+def test_prediction_window_must_be_a_multiple_of_32():
+    import yaml
+
+    from builtup.config.schema import check_against_schema
+
+    from conftest import REPO
+
+    config = yaml.safe_load((REPO / "config/config.yaml").read_text())
+    config["prediction"]["window"] = 300
+    with pytest.raises(InputError, match="prediction.window: 300 is not a multiple of 32"):
+        check_against_schema(config, "config.schema.yaml", "config")
+
+
+def test_delivery_threshold_defaults_to_the_out_of_fold_one():
+    import yaml
+
+    from conftest import REPO
+
+    schema = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())
+    delivery = schema["properties"]["delivery"]["properties"]
+    config = yaml.safe_load((REPO / "config/config.yaml").read_text())
+    assert delivery["threshold"]["default"] == config["delivery"]["threshold"] == "oof"
+    assert delivery["threshold"]["default"] == "oof"
+    assert schema["properties"]["evaluation"]["properties"]["all_touched"]["default"] is False
+    assert config["evaluation"]["all_touched"] is False

@@ -1,0 +1,152 @@
+import json
+
+import numpy as np
+import pytest
+
+from builtup.core import recipes
+from builtup.core.errors import InputError
+from builtup.core.moments import Moments
+from builtup.core.recipes import RECIPES
+from builtup.prepare.folds import build_fold, fold_cities, write_fold
+from builtup.prepare.tile_stats import SkipRules, read_statistics, tile_statistics, write_statistics
+from builtup.prepare.tiles import TileSet, _write_npy_header
+
+
+def write_tiles(folder, images, masks, size):
+    folder.mkdir(parents=True)
+    tiles = TileSet.in_folder(folder)
+    for path, array in ((tiles.images, images), (tiles.masks, masks)):
+        with open(path, "wb") as fh:
+            _write_npy_header(fh, array.shape, array.dtype)
+            fh.write(np.ascontiguousarray(array).tobytes())
+    windows = [[i * size, 0, size, size] for i in range(len(images))]
+    tiles.index.write_text(json.dumps({"windows": windows, "tile_size": size}))
+    return tiles
+
+
+@pytest.fixture
+def crafted(tmp_path, rng):
+    """Five tiles: normal, all nodata, constant, outlier, half nodata."""
+    images = rng.uniform(0.01, 1, (5, 3, 8, 8)).astype(np.float32)
+    masks = (rng.uniform(size=(5, 8, 8)) > 0.5).astype(np.uint8)
+    masks[1] = 255
+    images[1] = 0
+    images[2] = 0.5
+    images[3, 0, 0, 0] = -20000
+    masks[4, :4] = 255
+    images[4, :, :4] = 0
+    return write_tiles(tmp_path / "t", images, masks, 8), images, masks
+
+
+def test_tile_records_and_skip_reasons(crafted):
+    tiles, images, masks = crafted
+    table, _ = tile_statistics(tiles, "A_B", "s1", SkipRules())
+    assert table["skip_reason"].tolist() == ["", "nodata", "constant", "outlier_min", ""]
+    assert table["skip"].tolist() == [False, True, True, True, False]
+    assert table.loc[4, "nodata_ratio"] == pytest.approx(0.5)
+    valid = masks[4] != 255
+    assert table.loc[4, "target_ratio"] == pytest.approx((masks[4][valid] == 1).mean())
+    assert table.loc[4, "vv_mean"] == pytest.approx(images[4, 1][valid].mean(), rel=1e-6)
+    assert table.loc[0, "vh_std"] == pytest.approx(images[0, 0].std(), rel=1e-5)
+    strict = tile_statistics(tiles, "A_B", "s1", SkipRules(max_nodata_ratio=0.4, min_below=None))[0]
+    assert strict["skip_reason"].tolist() == ["", "nodata", "constant", "", "nodata"]
+
+
+def test_moments_cover_usable_tiles_only(crafted, tmp_path):
+    tiles, images, masks = crafted
+    table, moments = tile_statistics(tiles, "A_B", "s1", recipes=tuple(RECIPES))
+    for name, recipe in RECIPES.items():
+        expected = Moments(recipe.channels)
+        for i in (0, 4):
+            valid = masks[i] != 255
+            expected.add(recipe(images[i], valid)[:, valid])
+        np.testing.assert_allclose(moments[name].mean, expected.mean, rtol=1e-12, err_msg=name)
+        np.testing.assert_allclose(moments[name].std, expected.std, rtol=1e-9, err_msg=name)
+        assert moments[name].count == expected.count
+    write_statistics(table, moments, tmp_path / "s.tsv", tmp_path / "m.json")
+    back = read_statistics(tmp_path / "s.tsv")
+    assert back["skip_reason"].tolist()[:2] == ["", "nodata"]
+    assert json.loads((tmp_path / "m.json").read_text())["db3"]["count"] == expected.count
+
+
+def test_shared_channels_are_computed_once_per_tile(crafted, monkeypatch):
+    tiles, _, _ = crafted
+    calls: dict[str, int] = {}
+
+    def counted(name, fn):
+        def channel(features):
+            calls[name] = calls.get(name, 0) + 1
+            return fn(features)
+
+        return channel
+
+    counting = {name: counted(name, fn) for name, fn in recipes.CHANNELS.items()}
+    monkeypatch.setattr(recipes, "CHANNELS", counting)
+    tile_statistics(tiles, "A_B", "s1", recipes=tuple(RECIPES))
+    usable_tiles = 2
+    derived = {band for r in RECIPES.values() for band in r.channel_names} - set(recipes.BANDS)
+    assert set(calls) >= derived  # and the bands the derived channels are made from
+    assert set(calls.values()) == {usable_tiles}
+
+
+def city_tables(tmp_path, rng, cities):
+    stats, moments = [], []
+    for k, city in enumerate(cities):
+        images = rng.uniform(0.01, 1 + k, (2, 3, 8, 8)).astype(np.float32)
+        masks = np.zeros((2, 8, 8), np.uint8)
+        tiles = write_tiles(tmp_path / city, images, masks, 8)
+        table, mom = tile_statistics(tiles, city, "s", recipes=("linear3",))
+        write_statistics(table, mom, tmp_path / f"{city}.tsv", tmp_path / f"{city}.json")
+        stats.append(tmp_path / f"{city}.tsv")
+        moments.append(tmp_path / f"{city}.json")
+    return stats, moments
+
+
+def test_fold_normalisation_uses_training_cities_only(tmp_path, rng):
+    cities = ["A_a", "B_b", "C_c"]
+    stats, moments = city_tables(tmp_path, rng, cities)
+    tiles, summary = build_fold("B_b", cities, stats, moments)
+    assert summary["train_cities"] == ["A_a", "C_c"] and summary["val_cities"] == ["B_b"]
+    assert summary["train_tiles"] == 4 and summary["val_tiles"] == 2
+    expected = Moments(3)
+    for city in ("A_a", "C_c"):
+        expected.merge(
+            Moments.from_dict(json.loads((tmp_path / f"{city}.json").read_text())["linear3"])
+        )
+    np.testing.assert_allclose(summary["normalisation"]["linear3"]["mean"], expected.mean)
+    np.testing.assert_allclose(summary["normalisation"]["linear3"]["std"], expected.std)
+    assert set(tiles["role"]) == {"train", "val"}
+    write_fold(tiles, summary, tmp_path / "f.tsv", tmp_path / "f.json")
+    assert json.loads((tmp_path / "f.json").read_text())["fold"] == "B_b"
+
+
+def test_all_fold_and_unknown_fold(tmp_path, rng):
+    assert fold_cities("all", ["A", "B"]) == (["A", "B"], [])
+    with pytest.raises(ValueError, match="not a training city"):
+        fold_cities("Z", ["A", "B"])
+
+
+def test_fold_without_usable_tiles(tmp_path, rng):
+    images = np.zeros((2, 3, 8, 8), np.float32)
+    masks = np.full((2, 8, 8), 255, np.uint8)
+    tiles = write_tiles(tmp_path / "A_a", images, masks, 8)
+    table, mom = tile_statistics(tiles, "A_a", "s", recipes=("linear3",))
+    write_statistics(table, mom, tmp_path / "a.tsv", tmp_path / "a.json")
+    stats, moments = city_tables(tmp_path, rng, ["B_b"])
+    with pytest.raises(InputError, match="no usable training tile"):
+        build_fold(
+            "B_b", ["A_a", "B_b"], [tmp_path / "a.tsv", *stats], [tmp_path / "a.json", *moments]
+        )
+
+
+def test_threads_change_nothing(tmp_path, rng):
+    """Tiles summarised on several threads give the very same table and moments."""
+    images = rng.gamma(2.0, 0.05, (23, 3, 16, 16)).astype(np.float32)
+    masks = rng.choice(np.array([0, 1, 255], np.uint8), (23, 16, 16), p=[0.6, 0.3, 0.1])
+    tiles = write_tiles(tmp_path / "t", images, masks, 16)
+    recipes = ("db3", "linear6", "minmax_pow3")
+    one = tile_statistics(tiles, "A_B", "s1", recipes=recipes, threads=1)
+    three = tile_statistics(tiles, "A_B", "s1", recipes=recipes, threads=3)
+    assert one[0].equals(three[0])
+    for name in recipes:
+        assert one[1][name].to_dict() == three[1][name].to_dict()

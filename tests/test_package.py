@@ -1,0 +1,131 @@
+"""The library's shape: stage subpackages without import cycles, knowing no rule and no
+repository path."""
+
+import ast
+import re
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO
+
+PACKAGE = REPO / "scripts" / "builtup"
+STAGES = {"core", "config", "runtime", "prepare", "train", "deliver", "demo"}
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+MODULES = {module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
+
+
+def imported_modules(path: Path) -> set[str]:
+    """Library modules ``path`` imports anywhere (top level and inside functions)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("builtup"):
+            for alias in node.names:
+                sub = f"{node.module}.{alias.name}"
+                found.add(sub if sub in MODULES else node.module)
+        elif isinstance(node, ast.Import):
+            found |= {a.name for a in node.names if a.name.startswith("builtup")}
+    return found
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    state, stack = {}, []
+
+    def visit(node):
+        state[node] = "open"
+        stack.append(node)
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == "open":
+                return stack[stack.index(nxt) :] + [nxt]
+            if nxt not in state and (cycle := visit(nxt)):
+                return cycle
+        state[node] = "done"
+        stack.pop()
+        return None
+
+    for node in sorted(graph):
+        if node not in state and (cycle := visit(node)):
+            return cycle
+    return None
+
+
+def test_the_library_is_grouped_by_stage():
+    top = {p.name for p in PACKAGE.iterdir() if p.is_dir() and not p.name.startswith("_")}
+    assert top == STAGES
+    loose = sorted(p.name for p in PACKAGE.glob("*.py"))
+    assert loose == ["__init__.py", "cli.py"]
+
+
+def test_no_import_cycle():
+    graph = {name: imported_modules(path) for name, path in MODULES.items()}
+    assert find_cycle(graph) is None, " -> ".join(find_cycle(graph))
+
+
+def test_the_cycle_finder_finds_one():
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert find_cycle({"a": {"b"}, "b": set()}) is None
+
+
+def test_core_needs_no_torch():
+    for name, path in MODULES.items():
+        if name.startswith("builtup.core"):
+            roots = {
+                alias.name.split(".")[0]
+                for node in ast.walk(ast.parse(path.read_text()))
+                if isinstance(node, ast.Import)
+                for alias in node.names
+            } | {
+                (node.module or "").split(".")[0]
+                for node in ast.walk(ast.parse(path.read_text()))
+                if isinstance(node, ast.ImportFrom)
+            }
+            assert not roots & {"torch", "lightning", "ttach", "timm"}, name
+
+
+# Rule names that are also words of the data: a split, the keys of a fold summary, of a
+# threshold file and of a metrics summary. Only the other rule names show a module that
+# knows the workflow.
+DATA_WORDS = {"train", "fold", "threshold", "baseline"}
+
+
+def rule_names() -> set[str]:
+    rules = (REPO / "workflow" / "rules").glob("*.smk")
+    return {m for smk in rules for m in re.findall(r"^\s*rule (\w+):", smk.read_text(), re.M)}
+
+
+def string_literals(path: Path) -> list[str]:
+    tree = ast.parse(path.read_text())
+    docstrings = {
+        id(node.body[0].value)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Module | ast.FunctionDef | ast.ClassDef)
+        and node.body
+        and isinstance(node.body[0], ast.Expr)
+    }
+    return [
+        node.value
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Constant)
+        and isinstance(node.value, str)
+        and id(node) not in docstrings
+    ]
+
+
+# The command line is the user's door into the workflow: its defaults and help name the
+# workflow's folders on purpose. Every other module is told what it needs.
+@pytest.mark.parametrize(
+    "name", [n for n in MODULES if n != "builtup.cli"], ids=lambda n: n.removeprefix("builtup.")
+)
+def test_no_module_names_a_rule_or_a_repository_path(name):
+    rules = rule_names()
+    assert {"predict_scene", "polygons", "rasterize_mask"} <= rules
+    rules -= DATA_WORDS
+    for text in string_literals(MODULES[name]):
+        assert text not in rules, f"{name} names the rule {text!r}"
+        assert not re.match(r"(results|workflow|config|resources)/", text), f"{name}: {text!r}"

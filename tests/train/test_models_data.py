@@ -1,0 +1,150 @@
+import numpy as np
+import pytest
+import torch
+
+from builtup.config.experiment import input_channels, load_experiment
+from builtup.core.errors import InputError
+from builtup.train.data import TargetWeightedSampler
+from builtup.train.losses import WeightedSum
+from builtup.train.models import LWRefineNet, build_model
+
+from conftest import REPO
+
+EXPERIMENTS = sorted((REPO / "config" / "experiments").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", EXPERIMENTS, ids=lambda p: p.stem)
+def test_every_shipped_experiment_builds_and_steps(path):
+    spec = load_experiment(path)
+    torch.manual_seed(0)
+    model = build_model(spec["model"], input_channels(spec))
+    x = torch.randn(2, input_channels(spec), 64, 64)
+    y = torch.randint(0, 2, (2, 64, 64))
+    logits = model(x)
+    assert logits.shape == (2, 2, 64, 64)
+    WeightedSum(spec["loss"])(logits, y).backward()
+    grads = [p.grad for p in model.parameters() if p.requires_grad]
+    assert all(g is not None for g in grads)
+
+
+def test_the_seed_experiments_keep_the_seed_settings():
+    lw = load_experiment(REPO / "config/experiments/lwrefinenet.yaml")
+    assert lw["optimizer"] == {
+        "name": "sgd",
+        "lr": 0.05,
+        "momentum": 0.9,
+        "nesterov": True,
+        "weight_decay": 5e-4,
+    }
+    assert (lw["batch_size"], lw["accumulate"], lw["epochs"]) == (22, 2, 100)
+    assert lw["loss"] == [{"name": "ce", "class_weights": [0.1, 2.0], "weight": 1.0}]
+    assert (lw["sampler"]["with_target"], lw["sampler"]["without_target"]) == (0.7, 0.3)
+    fpn = load_experiment(REPO / "config/experiments/fpn_se_resnext50_db.yaml")
+    assert fpn["model"]["encoder"] == "se_resnext50_32x4d" and fpn["recipe"] == "db3"
+    assert fpn["tta"] == "rot90" and [t["name"] for t in fpn["loss"]] == ["ce", "jaccard"]
+
+
+def test_lwrefinenet_any_channel_count():
+    model = LWRefineNet("mobilenetv2_050", in_channels=6, width=32)
+    assert model(torch.randn(1, 6, 70, 90)).shape == (1, 2, 70, 90)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            {"model": {"architecture": "UNetXL", "encoder": "resnet18"}},
+            "unknown architecture 'UNetXL'",
+        ),
+        (
+            {"model": {"architecture": "Unet", "encoder": "resnet9000"}},
+            "unknown encoder 'resnet9000'",
+        ),
+        (
+            {"model": {"architecture": "lwrefinenet", "encoder": "nonet"}},
+            "unknown timm encoder 'nonet'",
+        ),
+        ({"recipe": "rgb"}, "recipe: 'rgb' is not one of"),
+        ({"loss": [{"name": "hinge"}]}, "'hinge' is not one of"),
+        ({"augmentation": {"train": [{"name": "Teleport"}]}}, "unknown augmentation 'Teleport'"),
+        ({"epochs": "many"}, "epochs: 'many' is not of type 'integer'"),
+        ({"colour": 1}, "Additional properties are not allowed ('colour'"),
+    ],
+)
+def test_bad_experiments_fail_before_training(tmp_path, change, message):
+    import yaml
+
+    spec = yaml.safe_load((REPO / "config/experiments/demo.yaml").read_text())
+    spec.update(change)
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    with pytest.raises(InputError, match=message.replace("(", r"\(").replace(")", r"\)")) as err:
+        load_experiment(path)
+    assert str(path) in str(err.value)
+
+
+def test_encoder_weights_file(tmp_path):
+    spec = {"architecture": "lwrefinenet", "encoder": "mobilenetv2_050", "options": {"width": 16}}
+    source = build_model(spec, 3)
+    torch.save(source.encoder.state_dict(), tmp_path / "enc.pth")
+    loaded = build_model({**spec, "encoder_weights": str(tmp_path / "enc.pth")}, 3)
+    for a, b in zip(
+        source.encoder.state_dict().values(), loaded.encoder.state_dict().values(), strict=True
+    ):
+        assert torch.equal(a, b)
+    with pytest.raises(InputError, match="weights do not fit the encoder"):
+        build_model({**spec, "encoder_weights": str(tmp_path / "enc.pth")}, 5)
+    with pytest.raises(InputError, match="does not exist"):
+        build_model({**spec, "encoder_weights": str(tmp_path / "missing.pth")}, 3)
+    (tmp_path / "junk.pth").write_bytes(b"junk")
+    with pytest.raises(InputError, match="cannot be read as a weights file"):
+        build_model({**spec, "encoder_weights": str(tmp_path / "junk.pth")}, 3)
+
+
+def test_sampler_frequencies_match_weights():
+    has_target = np.zeros(100, bool)
+    has_target[:10] = True
+    sampler = TargetWeightedSampler(has_target, 0.7, 0.3, num_samples=200_000, seed=3)
+    draws = np.fromiter(iter(sampler), int)
+    expected = 10 * 0.7 / (10 * 0.7 + 90 * 0.3)
+    assert has_target[draws].mean() == pytest.approx(expected, abs=0.005)
+    counts = np.bincount(draws, minlength=100)
+    assert counts[:10].std() / counts[:10].mean() < 0.05
+
+
+def test_sampler_under_ddp_splits_one_draw():
+    has_target = np.arange(50) % 3 == 0
+    full = list(TargetWeightedSampler(has_target, 0.5, 0.5, 20, seed=1))
+    ranks = [
+        list(TargetWeightedSampler(has_target, 0.5, 0.5, 20, seed=1, rank=r, world_size=2))
+        for r in (0, 1)
+    ]
+    assert len(ranks[0]) == len(ranks[1]) == 10
+    assert ranks[0] == full[0::2] and ranks[1] == full[1::2]
+    sampler = TargetWeightedSampler(has_target, 0.5, 0.5, 20, seed=1)
+    sampler.set_epoch(1)
+    assert list(sampler) != full
+
+
+def test_training_tiles_come_from_the_stacks_given(tmp_path):
+    """The train rule hands its declared stacks over: no tile path is rebuilt from a root."""
+    import pandas as pd
+
+    from builtup.core.errors import InputError
+    from builtup.train.data import TileDataset, scene_stacks
+
+    folder = tmp_path / "elsewhere" / "38SLF_Mosul" / "20150108_DES"
+    folder.mkdir(parents=True)
+    images = np.full((2, 3, 32, 32), 0.1, np.float32)
+    images[1] *= 2
+    np.save(folder / "images.npy", images)
+    np.save(folder / "masks.npy", np.zeros((2, 32, 32), np.uint8))
+    stacks = scene_stacks([folder / "images.npy"], [folder / "masks.npy"])
+    rows = pd.DataFrame(
+        {"city": ["38SLF_Mosul"], "scene": ["20150108_DES"], "tile": [1], "target_ratio": [0.0]}
+    )
+    x, y = TileDataset(rows, stacks, "linear3", [0.0] * 3, [1.0] * 3)[0]
+    assert x.shape == (32, 32, 3) and torch.allclose(x, torch.tensor(0.2))
+    other = rows.assign(scene="20150120_ASC")
+    with pytest.raises(InputError, match="stacks were not given"):
+        TileDataset(other, stacks, "linear3", [0.0] * 3, [1.0] * 3)

@@ -1,0 +1,92 @@
+"""Learning-rate schedules traced through real (tiny) Lightning runs; device determinism."""
+
+import math
+
+import lightning as L
+import pytest
+import torch
+import yaml
+from lightning.pytorch.callbacks import Callback
+from torch.utils.data import DataLoader, TensorDataset
+
+from builtup.config.experiment import read_experiment
+from builtup.train.loop import deterministic_setting
+from builtup.train.task import SegmentationTask
+
+from conftest import TINY, quiet_trainer
+
+LR = 0.01
+EPOCHS = 4
+BATCHES = 5  # per epoch; with accumulate 2 Lightning makes 3 optimiser steps of them
+STEPS_PER_EPOCH = 3
+
+
+class Tiles(L.LightningDataModule):
+    def train_dataloader(self):
+        generator = torch.Generator().manual_seed(0)
+        x = torch.rand(BATCHES * 2, 32, 32, 3, generator=generator)
+        y = (torch.rand(BATCHES * 2, 32, 32, generator=generator) > 0.5).long()
+        return DataLoader(TensorDataset(x, y), batch_size=2)
+
+
+class LearningRates(Callback):
+    def __init__(self):
+        self.trace = []
+
+    def on_before_optimizer_step(self, trainer, module, optimizer):
+        self.trace.append(optimizer.param_groups[0]["lr"])
+
+
+def lr_trace(tmp_path, schedule: dict) -> list[float]:
+    path = tmp_path / "exp.yaml"
+    spec = {**TINY, "optimizer": {"name": "sgd", "lr": LR}, "schedule": schedule, "accumulate": 2}
+    path.write_text(yaml.safe_dump(spec))
+    rates = LearningRates()
+    trainer = quiet_trainer(
+        accelerator="cpu",
+        max_epochs=EPOCHS,
+        accumulate_grad_batches=2,
+        callbacks=[rates],
+        default_root_dir=tmp_path,
+    )
+    trainer.fit(SegmentationTask(read_experiment(path)), datamodule=Tiles())
+    assert len(rates.trace) == EPOCHS * STEPS_PER_EPOCH
+    return rates.trace
+
+
+def poly(step, total, power=0.9):
+    return LR * (1 - step / total) ** power
+
+
+@pytest.mark.parametrize(
+    "schedule, expected",
+    [
+        ({"name": "poly", "power": 0.9}, lambda k: poly(k, EPOCHS * STEPS_PER_EPOCH)),
+        (
+            {"name": "poly_restart", "power": 0.9, "restart_every": 2},
+            lambda k: poly(k % (2 * STEPS_PER_EPOCH), 2 * STEPS_PER_EPOCH),
+        ),
+        (
+            {"name": "cosine"},
+            lambda k: LR * (1 + math.cos(math.pi * k / (EPOCHS * STEPS_PER_EPOCH))) / 2,
+        ),
+    ],
+    ids=["poly", "poly_restart", "cosine"],
+)
+def test_learning_rate_trace_of_a_lightning_run(tmp_path, schedule, expected):
+    trace = lr_trace(tmp_path, schedule)
+    assert trace == pytest.approx([expected(k) for k in range(len(trace))], rel=1e-6)
+
+
+def test_plateau_without_validation_follows_the_training_loss(tmp_path):
+    trace = lr_trace(tmp_path, {"name": "plateau", "patience": 0, "factor": 0.5})
+    assert trace[0] == LR and all(0 < lr <= LR for lr in trace)
+
+
+def test_bit_reproducible_algorithms_on_the_cpu_only(monkeypatch):
+    assert deterministic_setting("cpu") is True
+    assert deterministic_setting("gpu") is False
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert deterministic_setting("auto") is True
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert deterministic_setting("auto") is False

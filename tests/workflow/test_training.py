@@ -1,0 +1,289 @@
+"""Training on the tiny demo: train rule, kill-and-resume, determinism, DDP on 2 CPU processes."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+from builtup.config.experiment import load_experiment
+from builtup.core.errors import InputError
+from builtup.train.datamodule import TrainingData
+
+from conftest import TINY, Sandbox, rewrite_pixel
+
+pytestmark = pytest.mark.slow
+
+FOLD = "38SLF_Mosul"
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    box = Sandbox(tmp_path_factory.mktemp("training"))
+    (box.root / "config/experiments/tiny.yaml").write_text(yaml.safe_dump(TINY, sort_keys=False))
+    box.config["experiments"] = ["tiny"]
+    box.write_config()
+    result = box.snakemake(
+        *(f"results/folds/{c}/summary.json" for c in ("38SLF_Mosul", "38SMA_Najaf"))
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return box
+
+
+def cli_train(box, out, *extra):
+    exe = Path(sys.executable).with_name("builtup")
+    return [
+        str(exe),
+        "train",
+        "config/experiments/tiny.yaml",
+        "--fold",
+        FOLD,
+        "--out",
+        str(out),
+        "--workers",
+        "0",
+        *extra,
+    ]
+
+
+def epochs_table(folder):
+    return pd.read_csv(Path(folder) / "metrics.csv")
+
+
+def test_train_rule_on_the_demo(tiny):
+    result = tiny.snakemake(f"results/models/tiny/{FOLD}/model.ckpt")
+    assert result.returncode == 0, result.stderr[-3000:]
+    folder = tiny.root / f"results/models/tiny/{FOLD}"
+    table = epochs_table(folder)
+    assert table["epoch"].tolist() == [0, 1]
+    assert {"train/loss", "val/loss", "val/iou_1", "val/f1", "lr"} <= set(table.columns)
+    assert (folder / "curves.png").stat().st_size > 1000 and (
+        folder / "samples.png"
+    ).stat().st_size > 1000
+    log = (tiny.root / f"results/logs/train/tiny/{FOLD}.log").read_text()
+    assert "epoch 1/2" in log and "epoch 2/2" in log
+    checkpoint = torch.load(folder / "model.ckpt", map_location="cpu", weights_only=False)
+    assert checkpoint["hyper_parameters"]["spec"]["recipe"] == "db3"
+
+
+def kill_after_first_checkpoint(command, cwd, last):
+    """Start ``command`` in its own process group; SIGKILL the group once ``last`` exists."""
+    proc = subprocess.Popen(
+        command,
+        cwd=cwd,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.time() + 300
+    while not last.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    assert last.exists(), "no checkpoint was written"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
+def test_killed_training_resumes_from_last_checkpoint(tiny, tmp_path):
+    out = tmp_path / "model"
+    last = out / "checkpoints" / "last.ckpt"
+    kill_after_first_checkpoint(cli_train(tiny, out, "--max-epochs", "4"), tiny.root, last)
+    done = torch.load(last, map_location="cpu", weights_only=False)["epoch"]
+    assert done < 3 and not (out / "model.ckpt").exists()
+
+    result = subprocess.run(
+        cli_train(tiny, out, "--max-epochs", "4"),
+        cwd=tiny.root,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"resuming from {last}" in result.stderr
+    epochs_run = [line for line in result.stderr.splitlines() if "INFO epoch " in line]
+    assert len(epochs_run) == 4 - (done + 1), epochs_run
+    table = epochs_table(out)
+    assert table["epoch"].tolist() == [0, 1, 2, 3]
+    assert table["step"].is_monotonic_increasing
+
+
+def test_snakemake_resumes_a_killed_training_job(tiny):
+    (tiny.root / "config/experiments/tiny4.yaml").write_text(yaml.safe_dump({**TINY, "epochs": 4}))
+    tiny.write_config({**tiny.config, "experiments": ["tiny", "tiny4"]})
+    target = "results/models/tiny4/38SMA_Najaf/model.ckpt"
+    last = tiny.root / "results/models/tiny4/38SMA_Najaf/checkpoints/last.ckpt"
+    exe = Path(sys.executable).with_name("snakemake")
+    kill_after_first_checkpoint([str(exe), "--cores", "2", target], tiny.root, last)
+    try:
+        assert tiny.snakemake("--unlock").returncode == 0  # a hard kill leaves Snakemake's lock
+        result = tiny.snakemake(target)
+    finally:
+        tiny.write_config()
+    assert result.returncode == 0, result.stderr[-3000:]
+    log = (tiny.root / "results/logs/train/tiny4/38SMA_Najaf.log").read_text()
+    assert "resuming from" in log
+    assert epochs_table(last.parent.parent)["epoch"].tolist() == [0, 1, 2, 3]
+
+
+def test_rerun_of_a_finished_or_changed_training(tiny, tmp_path):
+    out = tmp_path / "model"
+    variant = tiny.root / "config/experiments/rerun.yaml"
+    variant.write_text(yaml.safe_dump(TINY))
+    command = cli_train(tiny, out, "--max-epochs", "1")
+    command[2] = str(variant)
+    assert subprocess.run(command, cwd=tiny.root, capture_output=True).returncode == 0
+    for name in ("model.ckpt", "metrics.csv", "curves.png"):
+        (out / name).unlink()  # what Snakemake does before it reruns a job
+    again = subprocess.run(command, cwd=tiny.root, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "resuming from" in again.stderr and "INFO epoch " not in again.stderr
+    assert (out / "model.ckpt").exists() and len(epochs_table(out)) == 1
+    variant.write_text(yaml.safe_dump({**TINY, "optimizer": {"name": "adamw", "lr": 0.001}}))
+    changed = subprocess.run(command, cwd=tiny.root, capture_output=True, text=True, timeout=600)
+    assert changed.returncode == 0, changed.stderr[-2000:]
+    assert "trained with other settings: starting afresh" in changed.stderr
+    assert "INFO epoch 1/1" in changed.stderr
+
+
+def test_a_changed_training_scene_trains_a_new_model(tiny, tmp_path):
+    """last.ckpt survives Snakemake's rerun of train: it must not be resumed on other data."""
+    target = f"results/models/tiny/{FOLD}/model.ckpt"
+    assert tiny.snakemake(target).returncode == 0
+    box = Sandbox.copy(tiny, tmp_path / "box")
+    before = torch.load(box.root / target, map_location="cpu", weights_only=True)
+    scene = box.sheet_rows("38SMA_Najaf")[0]["scene"]
+    rewrite_pixel(box.raw("38SMA_Najaf", scene))
+    result = box.snakemake(target)
+    assert result.returncode == 0, result.stderr[-3000:]
+    log = (box.root / f"results/logs/train/tiny/{FOLD}.log").read_text()
+    assert "was trained on other data" in log and "starting afresh" in log, log[-2000:]
+    assert "epoch 1/2" in log and "epoch 2/2" in log
+    after = torch.load(box.root / target, map_location="cpu", weights_only=True)
+    summary = json.loads((box.root / f"results/folds/{FOLD}/summary.json").read_text())
+    assert after["hyper_parameters"]["data"]["normalisation"] == summary["normalisation"]["db3"]
+    assert before["hyper_parameters"]["data"] != after["hyper_parameters"]["data"]
+
+
+def test_same_seed_same_result(tiny, tmp_path):
+    for name in ("a", "b"):
+        result = subprocess.run(
+            cli_train(tiny, tmp_path / name, "--max-epochs", "1"),
+            cwd=tiny.root,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert result.returncode == 0, result.stderr[-2000:]
+    a, b = epochs_table(tmp_path / "a"), epochs_table(tmp_path / "b")
+    pd.testing.assert_frame_equal(a.drop(columns="seconds"), b.drop(columns="seconds"))
+    weights = [
+        torch.load(tmp_path / n / "model.ckpt", map_location="cpu", weights_only=False)[
+            "state_dict"
+        ]
+        for n in ("a", "b")
+    ]
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+
+
+def test_ddp_on_two_cpu_processes(tiny, tmp_path):
+    result = subprocess.run(
+        cli_train(
+            tiny,
+            tmp_path / "ddp",
+            "--max-epochs",
+            "1",
+            "--devices",
+            "2",
+            "--strategy",
+            "ddp",
+            "--accelerator",
+            "cpu",
+        ),
+        cwd=tiny.root,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Initializing distributed: GLOBAL_RANK: 1, MEMBER: 2/2" in result.stderr
+    table = epochs_table(tmp_path / "ddp")
+    assert len(table) == 1 and 0 <= table.loc[0, "val/iou_1"] <= 1
+
+
+def test_ddp_from_the_gpu_resource_of_the_train_rule(tiny):
+    """A profile's `set-resources: train: gpu: 2` trains on two devices (here: CPU processes)."""
+    spec = {**TINY, "epochs": 1, "accelerator": "auto"}
+    (tiny.root / "config/experiments/tiny_ddp.yaml").write_text(yaml.safe_dump(spec))
+    tiny.write_config({**tiny.config, "experiments": ["tiny", "tiny_ddp"]})
+    try:
+        result = tiny.snakemake(
+            f"results/models/tiny_ddp/{FOLD}/model.ckpt", "--set-resources", "train:gpu=2"
+        )
+    finally:
+        tiny.write_config()
+    assert result.returncode == 0, result.stderr[-3000:]
+    log = (tiny.root / f"results/logs/train/tiny_ddp/{FOLD}.log").read_text()
+    assert "training process 1 of 2 on cpu" in log, log[-2000:]
+    assert "training process 2 of 2 on cpu" in log, log[-2000:]
+    assert len(epochs_table(tiny.root / f"results/models/tiny_ddp/{FOLD}")) == 1
+
+
+def run_variant(tiny, out, name, **changes):
+    path = tiny.root / f"config/experiments/{name}.yaml"
+    path.write_text(yaml.safe_dump({**TINY, **changes}))
+    command = cli_train(tiny, out, "--max-epochs", "1")
+    command[2] = str(path)
+    return subprocess.run(command, cwd=tiny.root, capture_output=True, text=True, timeout=600)
+
+
+def test_bf16_mixed_and_channels_last_on_cpu(tiny, tmp_path):
+    result = run_variant(
+        tiny, tmp_path / "bf16", "bf16", precision="bf16-mixed", channels_last=True
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "bfloat16 Automatic Mixed Precision" in result.stderr
+    assert len(epochs_table(tmp_path / "bf16")) == 1
+
+
+def test_model_on_all_training_cities(tiny):
+    result = tiny.snakemake("results/models/tiny/all/model.ckpt")
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads((tiny.root / "results/folds/all/summary.json").read_text())
+    assert summary["val_cities"] == [] and len(summary["train_cities"]) == 4
+    table = epochs_table(tiny.root / "results/models/tiny/all")
+    assert "train/loss" in table and "val/iou_1" not in table
+
+
+def test_tensorboard_and_mlflow_loggers(tiny, tmp_path):
+    result = run_variant(
+        tiny, tmp_path / "logged", "logged", logging={"tensorboard": True, "mlflow": True}
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert list((tmp_path / "logged" / "tensorboard").rglob("events.out.tfevents.*"))
+    import mlflow
+
+    os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+    mlflow.set_tracking_uri(f"file:{tiny.root / 'results' / 'mlruns'}")
+    runs = mlflow.search_runs(experiment_names=["Trainings"], output_format="list")
+    assert len(runs) == 1
+    run = runs[0]
+    assert run.data.params["recipe"] == "db3" and "val/iou_1" in run.data.metrics
+    artifacts = [a.path for a in mlflow.MlflowClient().list_artifacts(run.info.run_id)]
+    assert "logged.yaml" in artifacts
+
+
+def test_fold_without_usable_tiles_fails_before_training(tiny, tmp_path):
+    fold = tiny.root / "results/folds" / FOLD
+    tiles = pd.read_csv(fold / "tiles.tsv", sep="\t")
+    tiles.loc[tiles["role"] == "train", "skip"] = True
+    tiles.to_csv(tmp_path / "tiles.tsv", sep="\t", index=False)
+    spec = load_experiment(tiny.root / "config/experiments/tiny.yaml")
+    summary = json.loads((fold / "summary.json").read_text())
+    with pytest.raises(InputError, match="no usable training tile"):
+        TrainingData(spec, summary, tmp_path / "tiles.tsv", tiny.root / "results/tiles", 0)
