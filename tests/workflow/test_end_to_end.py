@@ -89,6 +89,19 @@ def test_metrics_use_masks_burnt_from_pixel_centres(finished):
         assert (centres == 1).sum() < (touched == 1).sum()
 
 
+def test_leaderboard_ranks_experiments_ensembles_and_baselines(finished):
+    import pandas as pd
+
+    table = pd.read_csv(finished.root / "results/metrics/leaderboard.tsv", sep="\t")
+    assert sorted(table["name"]) == sorted(
+        ["tiny", "tiny_b", "pair", "baseline: single-scene", "baseline: multi-temporal"]
+    )
+    assert table["test_f1"].is_monotonic_decreasing
+    summary = json.loads((finished.root / "results/metrics/tiny/summary.json").read_text())
+    row = table.set_index("name").loc["tiny"]
+    assert row["train_f1"] == round(summary["overall"]["train_out_of_fold"]["f1"], 4)
+
+
 def test_quicklooks_and_report(finished):
     root = finished.root
     assert len(list(root.glob("results/quicklooks/tiny/*/*.png"))) == 6

@@ -107,6 +107,7 @@ def test_a_changed_raw_scene_makes_only_its_chain_stale(reference, tmp_path):
         "polygons",
         "baseline",  # the baselines, which read every labelled scene
         "evaluate",  # the experiment's metrics
+        "leaderboard",
         "all",
     ]
     # every quicklook states its scene's F1 from the experiment's metrics table

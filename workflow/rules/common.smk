@@ -298,6 +298,22 @@ def baseline_cities():
     ]
 
 
+def delivered_names():
+    """Every active experiment and ensemble: each gets cities, shapefiles and metrics."""
+    return [*config["experiments"], *ENSEMBLES]
+
+
+def delivered_kinds():
+    return {
+        name: "ensemble" if name in ENSEMBLES else "experiment"
+        for name in delivered_names()
+    }
+
+
+def delivered_summaries():
+    return [f"results/metrics/{name}/summary.json" for name in delivered_names()]
+
+
 def quicklook_inputs(wildcards):
     experiment, city, scene = wildcards.experiment, wildcards.city, wildcards.scene
     inputs = {
@@ -330,8 +346,8 @@ def all_targets():
         f"results/rasters/{row.city}/{row.scene}.tif" for row in SHEET.itertuples()
     ]
     test_cities = sorted(set(SHEET.loc[SHEET["split"] == "test", "city"]))
-    delivery = []
-    for experiment in [*config["experiments"], *ENSEMBLES]:
+    delivery = ["results/metrics/leaderboard.tsv"]
+    for experiment in delivered_names():
         delivery += expand(
             "results/submission/{experiment}/{city}{ext}",
             experiment=experiment,

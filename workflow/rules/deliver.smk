@@ -186,6 +186,34 @@ rule evaluate:
         "../../scripts/evaluate.py"
 
 
+rule leaderboard:
+    input:
+        summaries=delivered_summaries(),
+        baseline="results/baseline/summary.json",
+    output:
+        report(
+            "results/metrics/leaderboard.tsv",
+            caption="../report/leaderboard.rst",
+            category="Metrics",
+            labels={"experiment": "all", "table": "leaderboard"},
+        ),
+    log:
+        "results/logs/leaderboard.log",
+    benchmark:
+        "results/benchmarks/leaderboard.tsv"
+    conda:
+        "../../envs/geo.yaml"
+    threads: 1
+    resources:
+        mem_mb=500,
+        runtime=10,
+    params:
+        names=delivered_names(),
+        kinds=delivered_kinds(),
+    script:
+        "../../scripts/leaderboard.py"
+
+
 rule quicklook:
     input:
         unpack(quicklook_inputs),

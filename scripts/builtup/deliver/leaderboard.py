@@ -1,0 +1,77 @@
+"""One table that ranks every delivered experiment and ensemble against the baselines.
+
+Models are scored out of fold on the training cities (each city predicted by the model that
+never saw it) and on the labelled test cities; the baselines are tuned on the training
+cities, so their training-city scores are in sample. All against the evaluation masks.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import pandas as pd
+
+from builtup.core.rasters import atomic_path
+
+log = logging.getLogger(__name__)
+
+SCORES = ("f1", "iou_1", "precision", "recall")
+COLUMNS = [
+    "name",
+    "kind",
+    "rule",
+    "train_scored",
+    *(f"train_{s}" for s in SCORES),
+    *(f"test_{s}" for s in SCORES),
+]
+
+
+def _scores(prefix: str, scores: dict | None) -> dict:
+    scores = scores or {}
+    return {f"{prefix}_{s}": scores.get(s, float("nan")) for s in SCORES}
+
+
+def model_row(name: str, kind: str, summary: dict) -> dict:
+    overall = summary["overall"]
+    return {
+        "name": name,
+        "kind": kind,
+        "rule": f"probability >= {summary['threshold']:.3f}",
+        "train_scored": "out of fold",
+        **_scores("train", overall.get("train_out_of_fold")),
+        **_scores("test", overall.get("test")),
+    }
+
+
+def baseline_rows(baselines: dict) -> list[dict]:
+    return [
+        {
+            "name": f"baseline: {name.replace('_', '-')}",
+            "kind": "baseline",
+            "rule": result["rule"],
+            "train_scored": "in sample (tuned there)",
+            **_scores("train", result.get("train")),
+            **_scores("test", result.get("test")),
+        }
+        for name, result in baselines.items()
+        if result
+    ]
+
+
+def write_leaderboard(summaries: dict[str, str], kinds: dict[str, str], baseline_path, out_path):
+    """``summaries``: metrics summary.json by experiment or ensemble name; ``kinds``: whether
+    each is an ``experiment`` or an ``ensemble``. Sorted by test F1, then training F1."""
+    rows = [
+        model_row(name, kinds[name], json.loads(Path(path).read_text()))
+        for name, path in summaries.items()
+    ]
+    rows += baseline_rows(json.loads(Path(baseline_path).read_text()))
+    table = pd.DataFrame(rows, columns=COLUMNS).sort_values(
+        ["test_f1", "train_f1"], ascending=False, na_position="last", kind="stable"
+    )
+    with atomic_path(out_path) as tmp:
+        table.to_csv(tmp, sep="\t", index=False, float_format="%.4f")
+    log.info("leaderboard:\n%s", table[["name", "train_f1", "test_f1"]].to_string(index=False))
+    return table

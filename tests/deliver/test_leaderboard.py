@@ -1,0 +1,48 @@
+import json
+
+import pandas as pd
+
+from builtup.deliver.leaderboard import write_leaderboard
+
+
+def scores(f1):
+    return {"f1": f1, "iou_1": f1 / (2 - f1), "precision": f1, "recall": f1}
+
+
+def test_models_and_baselines_in_one_table_best_test_first(tmp_path):
+    summaries = {}
+    for name, (train, test) in {"a": (0.8, 0.7), "b": (0.85, 0.75), "pair": (0.9, None)}.items():
+        overall = {"train_out_of_fold": scores(train)}
+        if test is not None:
+            overall["test"] = scores(test)
+        path = tmp_path / f"{name}.json"
+        path.write_text(json.dumps({"threshold": 0.5, "overall": overall}))
+        summaries[name] = str(path)
+    baseline = tmp_path / "baseline.json"
+    baseline.write_text(
+        json.dumps(
+            {
+                "single_scene": {
+                    "rule": "VV >= -4.1 dB",
+                    "train": scores(0.6),
+                    "test": scores(0.6),
+                },
+                "multi_temporal": {"rule": "mean VV >= -5 dB", "train": scores(0.65)},
+            }
+        )
+    )
+    kinds = {"a": "experiment", "b": "experiment", "pair": "ensemble"}
+    out = tmp_path / "leaderboard.tsv"
+    write_leaderboard(summaries, kinds, baseline, out)
+    table = pd.read_csv(out, sep="\t")
+    assert table["name"].tolist() == [
+        "b",
+        "a",
+        "baseline: single-scene",
+        "pair",
+        "baseline: multi-temporal",
+    ]
+    assert table.loc[0, "train_scored"] == "out of fold" and table.loc[0, "test_f1"] == 0.75
+    row = table.set_index("name").loc["baseline: multi-temporal"]
+    assert row["kind"] == "baseline" and row["train_scored"].startswith("in sample")
+    assert pd.isna(row["test_f1"]) and row["train_f1"] == 0.65
