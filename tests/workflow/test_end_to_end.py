@@ -89,6 +89,22 @@ def test_metrics_use_masks_burnt_from_pixel_centres(finished):
         assert (centres == 1).sum() < (touched == 1).sum()
 
 
+def test_temporal_stacks_on_the_city_grids(finished):
+    from builtup.prepare.temporal import STACK_BANDS
+
+    root = finished.root
+    for city in TRAIN_CITIES + TEST_CITIES:
+        reference = sorted((root / "results/rasters" / city).glob("*.tif"))[0]
+        with (
+            rasterio.open(reference) as ref,
+            rasterio.open(root / f"results/stacks/{city}.tif") as st,
+        ):
+            assert st.transform == ref.transform and st.shape == ref.shape
+            assert st.descriptions == STACK_BANDS
+            count = st.read(STACK_BANDS.index("count") + 1)
+            assert count.max() == 2 and set(np.unique(count)) <= {0, 1, 2}
+
+
 def test_leaderboard_ranks_experiments_ensembles_and_baselines(finished):
     import pandas as pd
 

@@ -103,6 +103,7 @@ def test_a_changed_raw_scene_makes_only_its_chain_stale(reference, tmp_path):
     test_city_chain = [
         "compose_raster",  # the scene
         "predict_scene",
+        "temporal_stack",  # its city's stack
         "aggregate_city",  # its city
         "polygons",
         "baseline",  # the baselines, which read every labelled scene

@@ -6,6 +6,7 @@ from snakemake.exceptions import WorkflowError
 from builtup.core.errors import InputError
 from builtup.config.experiment import read_experiment
 from builtup.prepare.folds import ALL_CITIES
+from builtup.prepare.temporal import orbit_of
 from builtup.config.schema import check_against_schema
 from builtup.config.sheet import check_cities, read_sheet
 
@@ -167,6 +168,18 @@ def evaluation_mask(city, scene):
 
 def reference_mask(city):
     return evaluation_mask(city, scenes_of(city)[0])
+
+
+def city_rasters(wildcards):
+    """The city's 3-band rasters, its reference acquisition (first in sorted order) first."""
+    return [
+        f"results/rasters/{wildcards.city}/{scene}.tif"
+        for scene in scenes_of(wildcards.city)
+    ]
+
+
+def city_orbits(wildcards):
+    return [orbit_of(scene) for scene in scenes_of(wildcards.city)]
 
 
 def training_scene_files(pattern):
@@ -345,6 +358,7 @@ def all_targets():
     rasters = [
         f"results/rasters/{row.city}/{row.scene}.tif" for row in SHEET.itertuples()
     ]
+    rasters += expand("results/stacks/{city}.tif", city=sorted(SHEET["city"].unique()))
     test_cities = sorted(set(SHEET.loc[SHEET["split"] == "test", "city"]))
     delivery = ["results/metrics/leaderboard.tsv"]
     for experiment in delivered_names():

@@ -45,6 +45,27 @@ rule rasterize_mask:
         "../../scripts/rasterize_mask.py"
 
 
+rule temporal_stack:
+    input:
+        city_rasters,
+    output:
+        "results/stacks/{city}.tif",
+    log:
+        "results/logs/temporal_stack/{city}.log",
+    benchmark:
+        "results/benchmarks/temporal_stack/{city}.tsv"
+    conda:
+        "../../envs/geo.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    params:
+        orbits=city_orbits,
+    script:
+        "../../scripts/temporal_stack.py"
+
+
 rule cut_tiles:
     input:
         scene="results/rasters/{city}/{scene}.tif",

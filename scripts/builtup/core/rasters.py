@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import tempfile
 from collections.abc import Iterator
@@ -10,10 +11,16 @@ from pathlib import Path
 
 import numpy as np
 import rasterio
+import rasterio.warp
+from rasterio.coords import disjoint_bounds
+from rasterio.enums import Resampling
 from rasterio.errors import RasterioError
+from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
 from builtup.core.errors import InputError
+
+log = logging.getLogger(__name__)
 
 # GDAL's block cache defaults to 5% of RAM (1.2 GB on 24 GB) and counts in every
 # process's RSS; strips are read once, so a small cache costs nothing.
@@ -113,6 +120,31 @@ def paired_strips(raster_path, mask_path, indexes=1) -> Iterator[tuple[np.ndarra
                 read_window(raster, raster_path, window, indexes),
                 read_window(mask, mask_path, window, 1),
             )
+
+
+def on_grid(src, path, reference, stack, nodata):
+    """``src`` itself when it shares the reference grid, else a warped view onto it (bilinear,
+    ``nodata`` where it has no data), kept open by ``stack``."""
+    if same_grid(src, reference):
+        return src
+    try:
+        bounds = rasterio.warp.transform_bounds(src.crs, reference.crs, *src.bounds)
+    except RasterioError as err:
+        raise InputError(path, f"cannot be warped onto the city grid: {err}") from None
+    if disjoint_bounds(bounds, reference.bounds):
+        raise InputError(path, "acquisition does not overlap the city's reference acquisition")
+    log.info("%s: warped onto the reference grid", path)
+    return stack.enter_context(
+        WarpedVRT(
+            src,
+            crs=reference.crs,
+            transform=reference.transform,
+            width=reference.width,
+            height=reference.height,
+            resampling=Resampling.bilinear,
+            nodata=nodata,
+        )
+    )
 
 
 def describe_grid(ds) -> str:

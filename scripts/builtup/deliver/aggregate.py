@@ -12,16 +12,9 @@ import logging
 from pathlib import Path
 
 import numpy as np
-import rasterio
-import rasterio.warp
-from rasterio.coords import disjoint_bounds
-from rasterio.enums import Resampling
-from rasterio.errors import RasterioError
-from rasterio.vrt import WarpedVRT
 
-from builtup.core.errors import InputError
 from builtup.core.probability import PROB_NODATA, PROB_SCALE, probability_raster, read_probability
-from builtup.core.rasters import open_raster, same_grid, strip_windows
+from builtup.core.rasters import on_grid, open_raster, strip_windows
 
 log = logging.getLogger(__name__)
 
@@ -52,31 +45,6 @@ def aggregate_city(
         prob_paths[0],
     )
     return {"acquisitions": len(prob_paths), "method": method}
-
-
-def on_grid(src, path, reference, stack, nodata):
-    """``src`` itself when it shares the reference grid, else a warped view onto it (bilinear,
-    ``nodata`` where it has no data), kept open by ``stack``."""
-    if same_grid(src, reference):
-        return src
-    try:
-        bounds = rasterio.warp.transform_bounds(src.crs, reference.crs, *src.bounds)
-    except RasterioError as err:
-        raise InputError(path, f"cannot be warped onto the city grid: {err}") from None
-    if disjoint_bounds(bounds, reference.bounds):
-        raise InputError(path, "acquisition does not overlap the city's reference acquisition")
-    log.info("%s: warped onto the reference grid", path)
-    return stack.enter_context(
-        WarpedVRT(
-            src,
-            crs=reference.crs,
-            transform=reference.transform,
-            width=reference.width,
-            height=reference.height,
-            resampling=Resampling.bilinear,
-            nodata=nodata,
-        )
-    )
 
 
 def _combine(reads: list[tuple[np.ndarray, np.ndarray]], method: str, threshold: float):

@@ -23,6 +23,7 @@ from builtup.core.classes import BUILTUP, IGNORE
 from builtup.core.errors import InputError
 from builtup.core.rasters import (
     atomic_path,
+    on_grid,
     open_raster,
     paired_strips,
     read_window,
@@ -31,7 +32,6 @@ from builtup.core.rasters import (
 )
 from builtup.core.recipes import to_db
 from builtup.core.scores import scores
-from builtup.deliver.aggregate import on_grid
 from builtup.deliver.threshold import best_level, confusion_at
 
 log = logging.getLogger(__name__)

@@ -1,0 +1,130 @@
+"""A city's temporal stack: its acquisitions on the city's reference grid, summarised per pixel.
+
+Built-up surfaces are bright and stable across dates and orbits, while speckle, fields and
+water change: the temporal statistics of VV and VH in dB separate them better than any one
+acquisition. Per pixel, over the acquisitions that have data there (the first acquisition
+gives the grid; the others are warped onto it, bilinear): mean, std (population), min and
+max of VV and VH in dB, the mean of each orbit direction, and the count of acquisitions.
+NaN where no acquisition has data (count 0), and for an orbit mean without acquisitions of
+that orbit. Written strip by strip: memory grows with the width and the acquisition count,
+never with the height.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+from pathlib import Path
+
+import numpy as np
+import rasterio
+
+from builtup.core.rasters import (
+    FLOAT_CODEC,
+    atomic_path,
+    on_grid,
+    open_raster,
+    read_window,
+    strip_windows,
+    tiled_profile,
+)
+from builtup.core.recipes import to_db
+
+log = logging.getLogger(__name__)
+
+POLARISATIONS = {"vh": 1, "vv": 2}  # bands of the 3-band rasters
+ORBITS = ("ASC", "DES")
+STACK_BANDS = (
+    *(f"{pol}_{stat}" for pol in ("vv", "vh") for stat in ("mean", "std", "min", "max")),
+    *(f"{pol}_mean_{orbit.lower()}" for orbit in ORBITS for pol in ("vv", "vh")),
+    "count",
+)
+SCENE_ORBIT = re.compile(r"_(ASC|DES)(?:_\d+)?$")
+
+
+def orbit_of(scene: str) -> str | None:
+    """The orbit direction in a scene name such as ``20150108_DES`` or ``20150207_DES_1``."""
+    match = SCENE_ORBIT.search(scene)
+    return match[1] if match else None
+
+
+class _Sums:
+    """Running per-pixel sums of one strip: count, sum, sum of squares, min, max per
+    polarisation, and sum and count per orbit."""
+
+    def __init__(self, shape: tuple[int, int]):
+        self.count = np.zeros(shape, np.int32)
+        self.total = {p: np.zeros(shape) for p in POLARISATIONS}
+        self.squares = {p: np.zeros(shape) for p in POLARISATIONS}
+        self.low = {p: np.full(shape, np.inf) for p in POLARISATIONS}
+        self.high = {p: np.full(shape, -np.inf) for p in POLARISATIONS}
+        self.orbit_total = {(o, p): np.zeros(shape) for o in ORBITS for p in POLARISATIONS}
+        self.orbit_count = {o: np.zeros(shape, np.int32) for o in ORBITS}
+
+    def add(self, bands: np.ndarray, orbit: str | None) -> None:
+        """Add one acquisition's (3, H, W) linear bands; 0 is no data."""
+        valid = bands[0] != 0
+        self.count += valid
+        if orbit in ORBITS:
+            self.orbit_count[orbit] += valid
+        for pol, band in POLARISATIONS.items():
+            db = np.where(valid, to_db(bands[band - 1]).astype(np.float64), 0.0)
+            self.total[pol] += db
+            self.squares[pol] += db * db
+            np.minimum(self.low[pol], np.where(valid, db, np.inf), out=self.low[pol])
+            np.maximum(self.high[pol], np.where(valid, db, -np.inf), out=self.high[pol])
+            if orbit in ORBITS:
+                self.orbit_total[(orbit, pol)] += db
+
+    def bands(self) -> np.ndarray:
+        """(len(STACK_BANDS), H, W) float32 in STACK_BANDS order."""
+        n = np.maximum(self.count, 1)
+        layers = []
+        for pol in ("vv", "vh"):
+            mean = self.total[pol] / n
+            std = np.sqrt(np.maximum(self.squares[pol] / n - mean * mean, 0.0))
+            layers += [mean, std, self.low[pol], self.high[pol]]
+        for orbit in ORBITS:
+            k = self.orbit_count[orbit]
+            for pol in ("vv", "vh"):
+                layers.append(
+                    np.where(k > 0, self.orbit_total[(orbit, pol)] / np.maximum(k, 1), np.nan)
+                )
+        stack = np.stack(layers).astype(np.float32)
+        stack[:, self.count == 0] = np.nan
+        return np.concatenate([stack, self.count[None].astype(np.float32)])
+
+
+def temporal_stack(raster_paths: list, orbits: list, out_path) -> dict:
+    """Write the stack of a city's 3-band rasters (the reference acquisition first) with the
+    orbit direction of each (``ASC``, ``DES`` or None)."""
+    with contextlib.ExitStack() as stack:
+        sources = [stack.enter_context(open_raster(p)) for p in raster_paths]
+        reference = sources[0]
+        aligned = [
+            on_grid(src, path, reference, stack, 0.0)
+            for src, path in zip(sources, raster_paths, strict=True)
+        ]
+        profile = tiled_profile(
+            reference.profile,
+            count=len(STACK_BANDS),
+            dtype="float32",
+            nodata=float("nan"),
+            codec=FLOAT_CODEC,
+        )
+        with atomic_path(out_path) as tmp, rasterio.open(tmp, "w", **profile) as dst:
+            dst.descriptions = STACK_BANDS
+            for window in strip_windows(reference.height, reference.width):
+                sums = _Sums((int(window.height), int(window.width)))
+                for src, path, orbit in zip(aligned, raster_paths, orbits, strict=True):
+                    sums.add(read_window(src, path, window), orbit)
+                dst.write(sums.bands(), window=window)
+    log.info(
+        "%s: %d acquisition(s) on the grid of %s", out_path, len(raster_paths), raster_paths[0]
+    )
+    return {
+        "acquisitions": len(raster_paths),
+        "bands": list(STACK_BANDS),
+        "path": str(Path(out_path)),
+    }
