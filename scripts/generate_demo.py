@@ -3,7 +3,7 @@ from builtup.runtime.job import run
 
 
 def main(inputs, outputs, params):
-    generate(params.root, seed=params.seed, size=params.size)
+    generate(params.root, seed=params.seed, size=params.size, label_style=params.labels)
 
 
 run(snakemake, main)

@@ -20,6 +20,7 @@ def _generate(args) -> None:
         train=args.train,
         test=args.test,
         acquisitions_per_city=args.acquisitions,
+        label_style=args.labels,
     )
 
 
@@ -98,6 +99,13 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--test", type=_count(0, 4), default=2, help="test cities (0 to 4)")
     g.add_argument(
         "--acquisitions", type=_count(1), default=2, help="acquisitions per city (1 or more)"
+    )
+    g.add_argument(
+        "--labels",
+        choices=demo.LABEL_STYLES,
+        default="districts",
+        help="label polygons: districts (blocks merged with their streets, as UNOSAT drew "
+        "them) or blocks (each block without its streets)",
     )
     g.set_defaults(func=_generate)
 

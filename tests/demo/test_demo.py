@@ -5,6 +5,7 @@ import fiona
 import numpy as np
 import pytest
 import rasterio
+import shapely
 from rasterio import features
 from rasterio.warp import transform_geom
 
@@ -103,3 +104,29 @@ def test_ascending_and_descending_differ_on_structures():
     asc, _ = demo.render_db(layout, xx, yy, "ASC")
     des, _ = demo.render_db(layout, xx, yy, "DES")
     assert np.abs(asc - des).max() > 3
+
+
+def test_block_labels_follow_the_blocks_inside_the_districts():
+    layout = demo.build_layout(0, 0, 512)
+    districts = shapely.union_all(demo.label_polygons(layout))
+    blocks = demo.label_polygons(layout, "blocks")
+    assert len(blocks) > 5 * len(demo.label_polygons(layout))
+    assert 0.4 * districts.area < shapely.union_all(blocks).area < 0.95 * districts.area
+    assert shapely.union_all(blocks).difference(districts.buffer(1.0)).area < 1.0
+    with pytest.raises(ValueError, match="label style must be one of districts, blocks"):
+        demo.label_polygons(layout, "streets")
+
+
+def test_generate_demo_command_with_block_labels_and_four_acquisitions(tmp_path):
+    from builtup.cli import main
+    from builtup.config.sheet import scan_unosat
+
+    counts = {}
+    for labels in ("districts", "blocks"):
+        root = tmp_path / labels
+        args = ["--size", "512", "--train", "1", "--test", "0", "--acquisitions", "4"]
+        assert main(["generate-demo", str(root), *args, "--labels", labels]) == 0
+        assert len(scan_unosat(root)) == 4
+        with fiona.open(next(root.rglob("*.shp"))) as src:
+            counts[labels] = len(src)
+    assert counts["blocks"] > 3 * counts["districts"]

@@ -16,5 +16,6 @@ if config["demo"]["enabled"]:
             root=demo_root,
             seed=config["demo"]["seed"],
             size=config["demo"]["size"],
+            labels=config["demo"]["labels"],
         script:
             "../../scripts/generate_demo.py"

@@ -325,8 +325,15 @@ def _industrial_objects(layout: Layout, x, y, vv, vh):
     return np.where(industrial, 6, vv), np.where(industrial, -6, vh)
 
 
-def label_polygons(layout: Layout) -> list:
-    """Label polygons (local metres): labelled blocks merged into districts, streets included."""
+LABEL_STYLES = ("districts", "blocks")
+
+
+def label_polygons(layout: Layout, style: str = "districts") -> list:
+    """Label polygons (local metres) of the labelled blocks: merged into districts with their
+    streets (``districts``, as UNOSAT drew them), or one polygon per block without its
+    streets, merged only where blocks touch (``blocks``)."""
+    if style not in LABEL_STYLES:
+        raise ValueError(f"label style must be one of {', '.join(LABEL_STYLES)}, not {style!r}")
     polygons = []
     for core in layout.cores:
         block, street = core["block"], core["street"]
@@ -335,15 +342,17 @@ def label_polygons(layout: Layout) -> list:
             np.arange(-reach, reach + 1), np.arange(-reach, reach + 1), indexing="ij"
         )
         _, labelled = core_blocks(core, layout.salt, i.astype(float), j.astype(float))
-        blocks = [
-            box(a * block + street, b * block + street, (a + 1) * block, (b + 1) * block).buffer(
-                street * 0.6, join_style="mitre"
-            )
+        boxes = [
+            box(a * block + street, b * block + street, (a + 1) * block, (b + 1) * block)
             for a, b in zip(i[labelled], j[labelled], strict=True)
         ]
-        district = shapely.union_all(blocks).buffer(-street * 0.6, join_style="mitre")
-        district = affinity.rotate(district, core["angle"], origin=(0, 0))
-        polygons.append(affinity.translate(district, core["x"], core["y"]))
+        if style == "districts":
+            grown = [b.buffer(street * 0.6, join_style="mitre") for b in boxes]
+            shape = shapely.union_all(grown).buffer(-street * 0.6, join_style="mitre")
+        else:
+            shape = shapely.union_all(boxes)
+        shape = affinity.rotate(shape, core["angle"], origin=(0, 0))
+        polygons.append(affinity.translate(shape, core["x"], core["y"]))
     merged = shapely.union_all(polygons)
     return [p for p in shapely.get_parts(merged) if p.area > 0]
 
@@ -432,13 +441,13 @@ def _wedge(rng, acq: Acquisition):
     return lambda x, y: side * x > edge + tilt * y
 
 
-def write_labels(layout: Layout, city: City, path: Path) -> None:
+def write_labels(layout: Layout, city: City, path: Path, style: str = "districts") -> None:
     cx, cy = city_centre(city)
     to_lonlat = Transformer.from_crs(CRS, "EPSG:4326", always_xy=True)
     schema = {"geometry": "Polygon", "properties": {"DN": "int"}}
     path.parent.mkdir(parents=True, exist_ok=True)
     with fiona.open(path, "w", driver="ESRI Shapefile", crs="EPSG:4326", schema=schema) as dst:
-        for polygon in label_polygons(layout):
+        for polygon in label_polygons(layout, style):
             utm = affinity.translate(polygon, cx, cy)
             lonlat = shapely.transform(utm, to_lonlat.transform, interleaved=False)
             dst.write({"geometry": mapping(lonlat), "properties": {"DN": 255}})
@@ -470,14 +479,16 @@ def generate(
     train: int = 4,
     test: int = 2,
     acquisitions_per_city: int = 2,
+    label_style: str = "districts",
 ) -> list[dict]:
-    """Write the whole demo data set under ``root``; return one record per acquisition."""
+    """Write the whole demo data set under ``root``; return one record per acquisition.
+    ``label_style``: see :func:`label_polygons`."""
     root = Path(root)
     records = []
     for city in demo_cities(train, test):
         city_index = (TRAIN_CITIES + TEST_CITIES).index(city)
         layout = build_layout(seed, city_index, size)
-        write_labels(layout, city, label_path(root, city))
+        write_labels(layout, city, label_path(root, city), label_style)
         for acq in acquisitions(city, city_index, acquisitions_per_city, size):
             paths = write_acquisition(acq, layout, root, seed, city_index)
             if city.name in BORDER_MASK_CITIES and acq.index == 0:
