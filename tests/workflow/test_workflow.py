@@ -92,10 +92,13 @@ def test_export_tile_command(prepared, tmp_path):
 
 TRAIN_SCENE_CHAIN = {
     "compose_raster": 1,
-    "rasterize_mask": 1,
+    "rasterize_mask": 2,  # its training and its evaluation mask
+    "temporal_stack": 1,  # its city's stack
     "cut_tiles": 1,
     "tile_stats": 1,
     "fold": 4,
+    "baseline": 1,  # the baselines read every labelled scene
+    "leaderboard": 1,  # which holds the baselines even without an experiment
     "all": 1,
 }
 
