@@ -10,6 +10,7 @@ from builtup.deliver.baseline import (
     city_mean_db_histograms,
     write_baselines,
 )
+from builtup.prepare.temporal import temporal_stack
 
 from conftest import ORIGIN, write_raster
 
@@ -31,7 +32,14 @@ def city(tmp_path, name, rng, acquisitions=4, speckle=1.0, transform=ORIGIN):
         image = np.stack([vv / 5, vv, vv * 0.6])
         image[:, :8] = 0
         rasters.append(write_raster(tmp_path / f"{name}_{k}.tif", image, transform=transform))
-    return {"rasters": [str(r) for r in rasters], "mask": str(mask_path)}
+    stack = tmp_path / f"{name}_stack.tif"
+    temporal_stack(rasters, ["DES"] * len(rasters), stack)
+    return {"rasters": [str(r) for r in rasters], "stack": str(stack), "mask": str(mask_path)}
+
+
+def stack_of(tmp_path, name, rasters):
+    temporal_stack(rasters, [None] * len(rasters), tmp_path / f"{name}.tif")
+    return tmp_path / f"{name}.tif"
 
 
 def test_every_valid_pixel_is_counted_even_beyond_the_bins(tmp_path):
@@ -75,7 +83,8 @@ def test_acquisitions_on_another_grid_are_warped_onto_the_reference(tmp_path, rn
     reference = city(tmp_path, "ref", rng, acquisitions=1, speckle=0.0)
     shifted = Affine(10, 0, ORIGIN.c + 20, 0, -10, ORIGIN.f)  # 2 px east
     other = city(tmp_path, "other", rng, acquisitions=1, speckle=0.0, transform=shifted)
-    hist = city_mean_db_histograms(reference["rasters"] + other["rasters"], reference["mask"])
-    alone = city_mean_db_histograms(reference["rasters"], reference["mask"])
+    both = stack_of(tmp_path, "both", reference["rasters"] + other["rasters"])
+    hist = city_mean_db_histograms(both, reference["mask"])
+    alone = city_mean_db_histograms(reference["stack"], reference["mask"])
     assert hist.sum() == alone.sum()  # every labelled valid pixel of the reference, once
     assert not np.array_equal(hist, alone)  # the other acquisition did contribute

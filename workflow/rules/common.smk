@@ -297,14 +297,12 @@ def baseline_scenes():
 
 
 def baseline_cities():
-    """Labelled cities with their acquisitions, the reference one first."""
+    """Labelled cities with their temporal stack and reference evaluation mask."""
     return [
         {
             "city": city,
             "split": city_split(city),
-            "rasters": [
-                f"results/rasters/{city}/{scene}.tif" for scene in scenes_of(city)
-            ],
+            "stack": f"results/stacks/{city}.tif",
             "mask": reference_mask(city),
         }
         for city in LABELLED_CITIES

@@ -119,6 +119,7 @@ rule polygons:
 rule baseline:
     input:
         rasters=labelled_scene_files("results/rasters/{city}/{scene}.tif"),
+        stacks=expand("results/stacks/{city}.tif", city=LABELLED_CITIES),
         masks=labelled_evaluation_masks(),
     output:
         summary="results/baseline/summary.json",

@@ -12,7 +12,6 @@ in sample (two parameters); the test cities are scored with the tuned rule.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 
@@ -20,19 +19,14 @@ import numpy as np
 import pandas as pd
 
 from builtup.core.classes import BUILTUP, IGNORE
-from builtup.core.errors import InputError
 from builtup.core.rasters import (
     atomic_path,
-    on_grid,
-    open_raster,
     paired_strips,
-    read_window,
-    same_grid,
-    strip_windows,
 )
 from builtup.core.recipes import to_db
 from builtup.core.scores import scores
 from builtup.deliver.threshold import best_level, confusion_at
+from builtup.prepare.temporal import STACK_BANDS
 
 log = logging.getLogger(__name__)
 
@@ -82,32 +76,13 @@ def _empty() -> np.ndarray:
     return np.zeros((2, 2, len(DB_BINS) - 1), np.int64)
 
 
-def city_mean_db_histograms(raster_paths: list, mask_path) -> np.ndarray:
-    """(2 bands, 2 classes, bins) counts of the mean dB over a city's acquisitions (each pixel
-    averaged over the acquisitions with data there), on the grid of the first one."""
+def city_mean_db_histograms(stack_path, mask_path) -> np.ndarray:
+    """(2 bands, 2 classes, bins) counts of the mean dB over a city's acquisitions: the VH and
+    VV means of its temporal stack (:mod:`builtup.prepare.temporal`)."""
     hist = _empty()
-    with contextlib.ExitStack() as stack:
-        sources = [stack.enter_context(open_raster(p)) for p in raster_paths]
-        mask = stack.enter_context(open_raster(mask_path))
-        reference = sources[0]
-        if not same_grid(reference, mask):
-            raise InputError(
-                mask_path, f"not on the grid of the city's reference {raster_paths[0]}"
-            )
-        aligned = [
-            on_grid(src, path, reference, stack, 0.0)
-            for src, path in zip(sources, raster_paths, strict=True)
-        ]
-        for window in strip_windows(reference.height, reference.width):
-            total = np.zeros((2, int(window.height), int(window.width)), np.float64)
-            count = np.zeros(total.shape[1:], np.int64)
-            for src, path in zip(aligned, raster_paths, strict=True):
-                bands = read_window(src, path, window, [1, 2])
-                valid = bands[0] != 0
-                total += np.where(valid, to_db(bands), 0.0)
-                count += valid
-            mean = total / np.maximum(count, 1)
-            hist += db_histograms(mean, read_window(mask, mask_path, window, 1), count > 0)
+    bands = [STACK_BANDS.index(name) + 1 for name in ("vh_mean", "vv_mean", "count")]
+    for values, mask in paired_strips(stack_path, mask_path, indexes=bands):
+        hist += db_histograms(values[:2], mask, values[2] > 0)
     return hist
 
 
@@ -147,9 +122,9 @@ def single_scene_baseline(scenes: list[dict]) -> dict:
 
 
 def multi_temporal_baseline(cities: list[dict]) -> tuple[dict, list[dict]]:
-    """``cities``: dicts with city, split, rasters (reference acquisition first), mask.
+    """``cities``: dicts with city, split, stack (its temporal stack), mask.
     Returns the summary and one row of scores per city."""
-    histograms = {c["city"]: city_mean_db_histograms(c["rasters"], c["mask"]) for c in cities}
+    histograms = {c["city"]: city_mean_db_histograms(c["stack"], c["mask"]) for c in cities}
     splits = {c["city"]: c["split"] for c in cities}
     best, matrices = _tuned(histograms, splits)
     if not best:
