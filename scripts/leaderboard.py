@@ -4,7 +4,7 @@ from builtup.runtime.job import run
 
 def main(inputs, outputs, params):
     summaries = dict(zip(params.names, inputs.summaries, strict=True))
-    write_leaderboard(summaries, params.kinds, inputs.baseline, outputs[0])
+    write_leaderboard(summaries, params.kinds, params.inputs, inputs.baseline, outputs[0])
 
 
 run(snakemake, main)

@@ -41,3 +41,24 @@ def test_bench_prepare_runs_every_step_with_the_codec_asked(tmp_path):
     with rasterio.open(tmp_path / "prepare_768" / "scene.tif") as scene:
         assert scene.profile["compress"] == "deflate"
     assert (tmp_path / "prepare_768" / "tiles" / "images.npy").stat().st_size > 0
+
+
+def test_bench_stack_stacks_warped_and_unwarped_acquisitions(tmp_path):
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "benchmarks" / "bench_stack.py"),
+            *("--size", "512", "--acquisitions", "4", "--keep", "--out", str(tmp_path)),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "stack of 4 acquisitions of 512^2 px (2 warped by 0.5 px)" in result.stdout
+    assert "peak RSS" in result.stdout
+    with rasterio.open(tmp_path / "stack_512" / "stack.tif") as stack:
+        count = stack.read(stack.descriptions.index("count") + 1)
+        std = stack.read(stack.descriptions.index("vv_std") + 1)
+    assert count[8:-8, 8:-8].min() == 4  # the shifted VRTs are read and warped
+    assert std[8:-8, 8:-8].max() > 0  # bilinear warping changes the shifted ones' values

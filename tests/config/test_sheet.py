@@ -58,6 +58,9 @@ def test_sheet_checks(tmp_path):
     )
     with pytest.raises(InputError, match="listed twice"):
         read_sheet(path)
+    path.write_text("city\tscene\tvv\tvh\tsplit\nA_B\tstack\ta\tb\ttrain\n")
+    with pytest.raises(InputError, match="'stack' is reserved for the city's temporal stack"):
+        read_sheet(path)
     path.write_text("city\tscene\tvv\nA_B\t1\ta\n")
     with pytest.raises(InputError, match="lacks column"):
         read_sheet(path)

@@ -1,8 +1,12 @@
 import numpy as np
 import pytest
 
+from builtup.core.bands import SCENE, STACK, STACK_BANDS
 from builtup.core.moments import Moments
-from builtup.core.recipes import CHANNELS, RECIPES, get_recipe
+from builtup.core.recipes import CHANNELS, RECIPES, Recipe, get_recipe
+
+SCENE_RECIPES = [r for r in RECIPES.values() if r.kind == SCENE]
+STACK_RECIPES = [r for r in RECIPES.values() if r.kind == STACK]
 
 
 @pytest.fixture
@@ -15,7 +19,7 @@ def tile():
 
 def test_channel_counts_match(tile):
     x, valid = tile
-    for recipe in RECIPES.values():
+    for recipe in SCENE_RECIPES:
         out = recipe(x, valid)
         assert out.shape == (recipe.channels, 2, 2) and out.dtype == np.float32
         assert (out[:, ~valid] == 0).all()
@@ -58,7 +62,7 @@ def test_negative_outliers_do_not_make_nan(tile):
     x, valid = tile
     x = x.copy()
     x[1, 0, 0] = -66.7
-    for recipe in RECIPES.values():
+    for recipe in SCENE_RECIPES:
         assert np.isfinite(recipe(x, valid)).all(), recipe.name
 
 
@@ -106,3 +110,37 @@ def test_moments_channels_split_and_stack(rng):
 def test_recipes_name_known_channels():
     for recipe in RECIPES.values():
         assert set(recipe.channel_names) <= set(CHANNELS), recipe.name
+
+
+@pytest.fixture
+def stack_tile():
+    """A 2 x 2 stack: one pixel without acquisitions (NaN everywhere), no ascending orbit."""
+    bands = {name: np.full((2, 2), np.nan, np.float32) for name in STACK_BANDS}
+    for k, name in enumerate(n for n in STACK_BANDS if not n.endswith("_asc")):
+        bands[name][:] = -(k + 1)
+        bands[name][1, 1] = np.nan
+    return np.stack([bands[n] for n in STACK_BANDS]), np.array([[True, True], [True, False]])
+
+
+def test_stack_recipes_by_hand(stack_tile):
+    x, valid = stack_tile
+    value = {name: x[i, 0, 0] for i, name in enumerate(STACK_BANDS)}
+    for recipe in STACK_RECIPES:
+        out = recipe(x, valid)
+        assert out.shape == (recipe.channels, 2, 2) and np.isfinite(out).all(), recipe.name
+        assert (out[:, ~valid] == 0).all()
+    mean = get_recipe("stack_mean")(x, valid)
+    assert mean[:, 0, 0].tolist() == [
+        value["vv_mean"],
+        value["vh_mean"],
+        value["vv_mean"] - value["vh_mean"],
+    ]
+    every = get_recipe("stack_all")(x, valid)
+    assert every.shape[0] == 8 and every[7, 0, 1] == value["vh_max"]
+
+
+def test_a_recipe_reads_one_kind_of_raster():
+    with pytest.raises(ValueError, match="no stack channel 'vv_db'"):
+        Recipe("mixed", ("vv_mean", "vv_db"), STACK)
+    with pytest.raises(ValueError, match="no scene channel 'vv_mean'"):
+        Recipe("mixed", ("vv_db", "vv_mean"))

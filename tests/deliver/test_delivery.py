@@ -7,6 +7,7 @@ import torch
 from affine import Affine
 from torch import nn
 
+from builtup.core.bands import STACK_BANDS
 from builtup.core.errors import InputError
 from builtup.core.probability import PROB_NODATA, PROB_SCALE
 from builtup.deliver.aggregate import aggregate_city
@@ -101,6 +102,44 @@ def test_pixel_model_is_seamless_whatever_the_windows(tmp_path, scene):
 
 
 @pytest.mark.parametrize("tta", ["flips", "rot90", "d4"])
+def write_stack(path, rng, nodata_cols=40):
+    """A temporal stack of 300 x 400 px: dB statistics, NaN where no acquisition has data and
+    in the ascending means (a city seen only from descending orbits)."""
+    stack = rng.normal(-12, 3, (len(STACK_BANDS), 300, 400)).astype("float32")
+    for name in ("vv_mean_asc", "vh_mean_asc"):
+        stack[STACK_BANDS.index(name)] = np.nan
+    stack[:, :, :nodata_cols] = np.nan
+    write_raster(path, stack, nodata=float("nan"))
+    with rasterio.open(path, "r+") as dst:
+        dst.descriptions = STACK_BANDS
+    return path, stack
+
+
+def test_a_stack_model_predicts_the_stack_pixel_by_pixel(tmp_path, rng):
+    path, stack = write_stack(tmp_path / "stack.tif", rng)
+    network = PixelModel(channels=4)
+    predictor = ScenePredictor([fold(network, 4)], "stack_mean_std", window=256, overlap=64)
+    predictor.predict_scene(path, tmp_path / "p.tif")
+    values, profile, _ = read(tmp_path / "p.tif")
+    assert profile["transform"] == ORIGIN and values.shape == (300, 400)
+    assert (values[:, :40] == PROB_NODATA).all() and (values[:, 40:] != PROB_NODATA).all()
+    channels = [STACK_BANDS.index(n) for n in ("vv_mean", "vh_mean", "vv_std", "vh_std")]
+    with torch.no_grad():
+        logits = network(torch.from_numpy(stack[channels][None, :, :, 40:]))
+    expected = np.rint(torch.softmax(logits, 1)[0, 1].numpy() * PROB_SCALE)
+    assert np.abs(values[:, 40:].astype(int) - expected).max() <= 1
+
+
+def test_a_recipe_of_the_other_kind_of_raster_is_refused(tmp_path, rng, scene):
+    stack_path, _ = write_stack(tmp_path / "stack.tif", rng)
+    scene_model = ScenePredictor([fold(PixelModel())], "linear3", window=256, overlap=64)
+    with pytest.raises(InputError, match="is a stack raster, and recipe linear3 reads a scene"):
+        scene_model.predict_scene(stack_path, tmp_path / "p.tif")
+    stack_model = ScenePredictor([fold(PixelModel(4), 4)], "stack_mean_std", window=256)
+    with pytest.raises(InputError, match="is a scene raster, and recipe stack_mean_std reads"):
+        stack_model.predict_scene(scene[0], tmp_path / "q.tif")
+
+
 def test_tta_round_trips_the_identity(tmp_path, scene, tta):
     path, *_ = scene
     network = PixelModel()

@@ -32,8 +32,9 @@ def test_models_and_baselines_in_one_table_best_test_first(tmp_path):
         )
     )
     kinds = {"a": "experiment", "b": "experiment", "pair": "ensemble"}
+    inputs = {"a": "scene", "b": "stack", "pair": "scene"}
     out = tmp_path / "leaderboard.tsv"
-    write_leaderboard(summaries, kinds, baseline, out)
+    write_leaderboard(summaries, kinds, inputs, baseline, out)
     table = pd.read_csv(out, sep="\t")
     assert table["name"].tolist() == [
         "b",
@@ -46,3 +47,10 @@ def test_models_and_baselines_in_one_table_best_test_first(tmp_path):
     row = table.set_index("name").loc["baseline: multi-temporal"]
     assert row["kind"] == "baseline" and row["train_scored"].startswith("in sample")
     assert pd.isna(row["test_f1"]) and row["train_f1"] == 0.65
+    assert table.set_index("name")["input"].to_dict() == {
+        "a": "scene",
+        "b": "stack",
+        "pair": "scene",
+        "baseline: single-scene": "scene",
+        "baseline: multi-temporal": "stack",
+    }

@@ -64,6 +64,18 @@ def test_polygon_over_nodata_is_ignored(tmp_path, scene):
     assert (mask[:20, :10] == 255).all() and (mask[:19, 10:19] == 1).all()
 
 
+def test_nan_nodata_of_a_temporal_stack_is_ignored(tmp_path):
+    stack = np.full((13, 100, 120), -12.0, dtype="float32")
+    stack[:, :, :10] = np.nan  # no acquisition there
+    path = write_raster(tmp_path / "stack.tif", stack, nodata=float("nan"))
+    polygon = shapely.transform(utm_box(0, 0, 20, 20), TO_LONLAT, interleaved=False)
+    rasterize_mask(path, write_polygons(tmp_path / "labels.shp", [polygon]), tmp_path / "m.tif")
+    with rasterio.open(tmp_path / "m.tif") as src:
+        mask = src.read(1)
+    assert (mask[:, :10] == 255).all() and (mask[:, 10:] != 255).all()
+    assert (mask[:19, 10:19] == 1).all()
+
+
 def test_self_intersecting_polygon_is_repaired_and_logged(tmp_path, scene, caplog):
     x0, y0 = ORIGIN @ (30, 60)
     x1, y1 = ORIGIN @ (60, 30)

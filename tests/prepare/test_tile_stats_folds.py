@@ -4,12 +4,14 @@ import numpy as np
 import pytest
 
 from builtup.core import recipes
+from builtup.core.bands import SCENE, SCENE_BANDS, STACK, STACK_BANDS
 from builtup.core.errors import InputError
 from builtup.core.moments import Moments
 from builtup.core.recipes import RECIPES
 from builtup.prepare.folds import build_fold, fold_cities, write_fold
 from builtup.prepare.tile_stats import SkipRules, read_statistics, tile_statistics, write_statistics
 from builtup.prepare.tiles import TileSet, _write_npy_header
+from builtup.train.data import fold_tiles
 
 
 def write_tiles(folder, images, masks, size):
@@ -55,7 +57,9 @@ def test_tile_records_and_skip_reasons(crafted):
 def test_moments_cover_usable_tiles_only(crafted, tmp_path):
     tiles, images, masks = crafted
     table, moments = tile_statistics(tiles, "A_B", "s1", recipes=tuple(RECIPES))
-    for name, recipe in RECIPES.items():
+    assert set(moments) == {name for name, r in RECIPES.items() if r.kind == SCENE}
+    for name in moments:
+        recipe = RECIPES[name]
         expected = Moments(recipe.channels)
         for i in (0, 4):
             valid = masks[i] != 255
@@ -67,6 +71,32 @@ def test_moments_cover_usable_tiles_only(crafted, tmp_path):
     back = read_statistics(tmp_path / "s.tsv")
     assert back["skip_reason"].tolist()[:2] == ["", "nodata"]
     assert json.loads((tmp_path / "m.json").read_text())["db3"]["count"] == expected.count
+
+
+def test_stack_tiles_give_the_stack_recipes_moments(tmp_path, rng):
+    """A stack's tiles: dB statistics, NaN where no acquisition has data and in the mean of
+    an orbit the city lacks; only the stack recipes are summarised."""
+    images = rng.normal(-12, 3, (2, len(STACK_BANDS), 8, 8)).astype(np.float32)
+    images[:, STACK_BANDS.index("vv_mean_asc")] = np.nan
+    masks = (rng.uniform(size=(2, 8, 8)) > 0.5).astype(np.uint8)
+    masks[1, :, :3] = 255
+    images[1, :, :, :3] = np.nan
+    tiles = write_tiles(tmp_path / "stack", images, masks, 8)
+    table, moments = tile_statistics(tiles, "A_B", STACK, recipes=tuple(RECIPES))
+    assert set(moments) == {"stack_mean", "stack_mean_std", "stack_all"}
+    assert not table["skip"].any()
+    assert table.loc[1, "vv_std_mean"] == pytest.approx(
+        images[1, STACK_BANDS.index("vv_std"), :, 3:].mean(), rel=1e-5
+    )
+    for name, summary in moments.items():
+        recipe = RECIPES[name]
+        expected = Moments(recipe.channels)
+        for image, mask in zip(images, masks, strict=True):
+            valid = mask != 255
+            expected.add(recipe(image, valid)[:, valid])
+        assert np.isfinite(summary.mean).all()
+        np.testing.assert_allclose(summary.mean, expected.mean, rtol=1e-9, err_msg=name)
+        np.testing.assert_allclose(summary.std, expected.std, rtol=1e-9, err_msg=name)
 
 
 def test_shared_channels_are_computed_once_per_tile(crafted, monkeypatch):
@@ -84,7 +114,8 @@ def test_shared_channels_are_computed_once_per_tile(crafted, monkeypatch):
     monkeypatch.setattr(recipes, "CHANNELS", counting)
     tile_statistics(tiles, "A_B", "s1", recipes=tuple(RECIPES))
     usable_tiles = 2
-    derived = {band for r in RECIPES.values() for band in r.channel_names} - set(recipes.BANDS)
+    scene_recipes = [r for r in RECIPES.values() if r.kind == SCENE]
+    derived = {band for r in scene_recipes for band in r.channel_names} - set(SCENE_BANDS)
     assert set(calls) >= derived  # and the bands the derived channels are made from
     assert set(calls.values()) == {usable_tiles}
 
@@ -118,6 +149,29 @@ def test_fold_normalisation_uses_training_cities_only(tmp_path, rng):
     assert set(tiles["role"]) == {"train", "val"}
     write_fold(tiles, summary, tmp_path / "f.tsv", tmp_path / "f.json")
     assert json.loads((tmp_path / "f.json").read_text())["fold"] == "B_b"
+
+
+def test_a_fold_holds_scene_and_stack_tiles_each_with_its_recipes(tmp_path, rng):
+    cities = ["A_a", "B_b", "C_c"]
+    stats, moments = city_tables(tmp_path, rng, cities)
+    for k, city in enumerate(cities):
+        images = rng.normal(-10 - k, 2, (3, len(STACK_BANDS), 8, 8)).astype(np.float32)
+        tiles = write_tiles(tmp_path / city / STACK, images, np.zeros((3, 8, 8), np.uint8), 8)
+        table, mom = tile_statistics(tiles, city, STACK, recipes=("linear3", "stack_mean"))
+        write_statistics(table, mom, tmp_path / f"{city}_st.tsv", tmp_path / f"{city}_st.json")
+        stats.append(tmp_path / f"{city}_st.tsv")
+        moments.append(tmp_path / f"{city}_st.json")
+    tiles, summary = build_fold("B_b", cities, stats, moments)
+    assert summary["tiles_by_kind"] == {
+        SCENE: {"train": 4, "val": 2},
+        STACK: {"train": 6, "val": 3},
+    }
+    assert summary["normalisation"]["linear3"]["pixels"] == 4 * 64
+    assert summary["normalisation"]["stack_mean"]["pixels"] == 6 * 64
+    write_fold(tiles, summary, tmp_path / "f.tsv", tmp_path / "f.json")
+    stack_rows = fold_tiles(tmp_path / "f.tsv", "train", STACK)
+    assert len(stack_rows) == 6 and set(stack_rows["scene"]) == {STACK}
+    assert set(fold_tiles(tmp_path / "f.tsv", "val", SCENE)["scene"]) == {"s"}
 
 
 def test_all_fold_and_unknown_fold(tmp_path, rng):

@@ -121,7 +121,9 @@ def test_tiles_index_is_json(tmp_path, scene_and_mask):
     tiles = TileSet.in_folder(tmp_path / "tiles")
     cut_tiles(scene, mask_path, tiles, 128, 16)
     meta = json.loads(tiles.index.read_text())
-    assert meta["bands"] == ["VH", "VV", "(VH+VV)/2"] and meta["tile_size"] == 128
+    with rasterio.open(scene) as src:
+        assert meta["bands"] == list(src.descriptions) and meta["nodata"] == src.nodata
+    assert meta["tile_size"] == 128
 
 
 def test_truncated_scene_stops_with_its_name(tmp_path, scene_and_mask):

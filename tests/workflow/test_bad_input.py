@@ -45,6 +45,19 @@ class Case(Sandbox):
         return path
 
 
+def ensemble_of_scene_and_stack_models(case: Case) -> Path:
+    spec = yaml.safe_load((case.root / "config/experiments/tiny.yaml").read_text())
+    stacked = {**spec, "recipe": "stack_mean"}
+    (case.root / "config/experiments/tiny_stack.yaml").write_text(yaml.safe_dump(stacked))
+    case.config.update(
+        experiments=["tiny", "tiny_stack"],
+        recipes=["db3", "stack_mean"],
+        ensembles={"mixed": ["tiny", "tiny_stack"]},
+    )
+    case.write_config()
+    return case.root / "config/config.yaml"
+
+
 def rewrite(path: Path, change_data=None, **profile_changes) -> Path:
     with rasterio.open(path) as src:
         data, profile = src.read(), src.profile
@@ -218,6 +231,12 @@ CASES = {
         foreign_checkpoint,
         "checkpoint does not match the experiment: recipe",
         lambda c: f"results/predictions/tiny/{TRAIN_CITY}/{c.scene(TRAIN_CITY)}.tif",
+    ),
+    "recipe without fold statistics": Bad(
+        lambda c: c.experiment(recipe="db5"), "whose statistics the folds do not compute"
+    ),
+    "ensemble of scene and stack experiments": Bad(
+        ensemble_of_scene_and_stack_models, "mixes experiments that read scenes and temporal"
     ),
     "non-overlapping acquisitions": Bad(
         second_acquisition_far_away,

@@ -4,6 +4,7 @@ import json
 
 import fiona
 import numpy as np
+import pandas as pd
 import pytest
 import rasterio
 import yaml
@@ -23,7 +24,10 @@ def finished(tmp_path_factory):
     other = {**TINY, "epochs": 1, "seed": 6, "recipe": "linear3"}
     (box.root / "config/experiments/tiny_b.yaml").write_text(yaml.safe_dump(other))
     box.config["cities"] = TRAIN_CITIES + TEST_CITIES  # a subset keeps the run short
-    box.config["experiments"] = ["tiny", "tiny_b"]
+    stacked = {**TINY, "epochs": 1, "recipe": "stack_mean_std"}
+    stacked["sampler"] = {**TINY["sampler"], "samples_per_epoch": 12}
+    (box.root / "config/experiments/tiny_stack.yaml").write_text(yaml.safe_dump(stacked))
+    box.config["experiments"] = ["tiny", "tiny_b", "tiny_stack"]
     box.config["ensembles"] = {"pair": ["tiny", "tiny_b"]}
     box.config["delivery"] = {"threshold": "oof", "min_area": 200}
     box.write_config()
@@ -90,7 +94,7 @@ def test_metrics_use_masks_burnt_from_pixel_centres(finished):
 
 
 def test_temporal_stacks_on_the_city_grids(finished):
-    from builtup.prepare.temporal import STACK_BANDS
+    from builtup.core.bands import STACK_BANDS
 
     root = finished.root
     for city in TRAIN_CITIES + TEST_CITIES:
@@ -102,16 +106,51 @@ def test_temporal_stacks_on_the_city_grids(finished):
             assert st.transform == ref.transform and st.shape == ref.shape
             assert st.descriptions == STACK_BANDS
             count = st.read(STACK_BANDS.index("count") + 1)
-            assert count.max() == 2 and set(np.unique(count)) <= {0, 1, 2}
+            assert np.nanmax(count) == 2 and set(np.unique(count[count > 0])) <= {1, 2}
+
+
+def test_a_stack_experiment_predicts_each_citys_stack_on_its_grid(finished):
+    root = finished.root
+    for city in TRAIN_CITIES + TEST_CITIES:
+        folder = root / "results/predictions/tiny_stack" / city
+        assert [p.name for p in folder.glob("*.tif")] == ["stack.tif"]
+        with (
+            rasterio.open(root / f"results/stacks/{city}.tif") as stack,
+            rasterio.open(folder / "stack.tif") as pred,
+            rasterio.open(root / f"results/cities/tiny_stack/{city}.tif") as city_map,
+        ):
+            assert pred.transform == stack.transform and pred.shape == stack.shape
+            assert city_map.transform == stack.transform
+            no_acquisition = np.isnan(stack.read(1))
+            np.testing.assert_array_equal(pred.read(1) == 255, no_acquisition)
+        assert (root / f"results/quicklooks/tiny_stack/{city}/stack.png").exists()
+    assert (root / "results/submission/tiny_stack/38SLD_Tikrit.shp").exists()
+    scenes = pd.read_csv(root / "results/metrics/tiny_stack/scenes.tsv", sep="\t")
+    assert sorted(scenes["city"]) == sorted(TRAIN_CITIES + TEST_CITIES)
+    assert set(scenes["scene"]) == {"stack"}
+
+
+def test_folds_hold_scene_and_stack_tiles(finished):
+    for city in TRAIN_CITIES:
+        summary = json.loads((finished.root / f"results/folds/{city}/summary.json").read_text())
+        assert set(summary["tiles_by_kind"]) == {"scene", "stack"}
+        assert summary["tiles_by_kind"]["stack"]["val"] == 9  # one 256 px stack, 128 px tiles
+        assert {"db3", "stack_mean_std"} <= set(summary["normalisation"])
 
 
 def test_leaderboard_ranks_experiments_ensembles_and_baselines(finished):
-    import pandas as pd
-
     table = pd.read_csv(finished.root / "results/metrics/leaderboard.tsv", sep="\t")
     assert sorted(table["name"]) == sorted(
-        ["tiny", "tiny_b", "pair", "baseline: single-scene", "baseline: multi-temporal"]
+        [
+            "tiny",
+            "tiny_b",
+            "tiny_stack",
+            "pair",
+            "baseline: single-scene",
+            "baseline: multi-temporal",
+        ]
     )
+    assert table.set_index("name").loc["tiny_stack", "input"] == "stack"
     assert table["test_f1"].is_monotonic_decreasing
     summary = json.loads((finished.root / "results/metrics/tiny/summary.json").read_text())
     row = table.set_index("name").loc["tiny"]

@@ -3,7 +3,9 @@ import re
 import pandas as pd
 from snakemake.exceptions import WorkflowError
 
+from builtup.core.bands import STACK
 from builtup.core.errors import InputError
+from builtup.core.recipes import get_recipe
 from builtup.config.experiment import read_experiment
 from builtup.prepare.folds import ALL_CITIES
 from builtup.prepare.temporal import orbit_of
@@ -31,12 +33,19 @@ def load_sheet():
 def load_experiments():
     """The active experiments' settings (schema-checked; names are checked by the train job)."""
     try:
-        return {
+        experiments = {
             name: read_experiment(f"config/experiments/{name}.yaml")
             for name in config["experiments"]
         }
     except InputError as err:
         raise WorkflowError(f"ERROR: {err}") from None
+    for name, spec in experiments.items():
+        if spec["recipe"] not in config["recipes"]:
+            raise WorkflowError(
+                f"ERROR: {spec['path']}: reads recipe {spec['recipe']}, whose statistics "
+                "the folds do not compute: add it to 'recipes' in config/config.yaml"
+            )
+    return experiments
 
 
 def load_ensembles():
@@ -51,6 +60,11 @@ def load_ensembles():
                     f"ERROR: ensemble {name} names {member}, "
                     "which is not an active experiment (config 'experiments')"
                 )
+        if len({input_kind(member) for member in members}) > 1:
+            raise WorkflowError(
+                f"ERROR: config/config.yaml: ensemble {name} mixes experiments that read "
+                "scenes and temporal stacks (their predictions are not of the same rasters)"
+            )
     return ensembles
 
 
@@ -58,6 +72,13 @@ SHEET = load_sheet()
 
 
 EXPERIMENTS = load_experiments()
+
+
+def input_kind(name):
+    """What an experiment (or an ensemble, by its first member) predicts: scene or stack."""
+    if name in config["ensembles"]:
+        return input_kind(config["ensembles"][name][0])
+    return get_recipe(EXPERIMENTS[name]["recipe"]).kind
 
 
 ENSEMBLES = load_ensembles()
@@ -74,6 +95,32 @@ def scenes_of(city, split=None):
     if split is not None:
         rows = rows[rows["split"] == split]
     return list(rows["scene"])
+
+
+def stacks_used():
+    """Whether a configured recipe reads the cities' temporal stacks (so the folds tile them)."""
+    return any(get_recipe(recipe).kind == STACK for recipe in config["recipes"])
+
+
+def input_scenes(city, kind, split=None):
+    """A city's scenes of a kind: its acquisitions, or its temporal stack."""
+    return [STACK] if kind == STACK else scenes_of(city, split)
+
+
+def predicted_scenes(name, city):
+    """What an experiment or ensemble predicts of a city: each acquisition, or its stack."""
+    return input_scenes(city, input_kind(name))
+
+
+def raster_path(city, scene):
+    """The raster a scene name stands for: a 3-band acquisition, or the city's stack."""
+    if scene == STACK:
+        return f"results/stacks/{city}.tif"
+    return f"results/rasters/{city}/{scene}.tif"
+
+
+def scene_raster(wildcards):
+    return raster_path(wildcards.city, wildcards.scene)
 
 
 def scene_row(wildcards):
@@ -93,7 +140,7 @@ def _alternatives(values):
 
 wildcard_constraints:
     city=_alternatives(SHEET["city"].unique()),
-    scene=_alternatives(SHEET["scene"].unique()),
+    scene=_alternatives([*SHEET["scene"].unique(), STACK]),
     fold=_alternatives([*TRAIN_CITIES, ALL_CITIES]),
     experiment=_alternatives([*EXPERIMENTS, *ENSEMBLES]),
     masks="masks|eval_masks",
@@ -167,6 +214,7 @@ def evaluation_mask(city, scene):
 
 
 def reference_mask(city):
+    """The city's mask on its reference grid (that of its first acquisition and its stack)."""
     return evaluation_mask(city, scenes_of(city)[0])
 
 
@@ -183,11 +231,27 @@ def city_orbits(wildcards):
 
 
 def training_scene_files(pattern):
+    """The pattern for every training scene, and the training cities' stacks when used."""
+    stacks = [STACK] if stacks_used() else []
     return [
         pattern.format(city=city, scene=scene)
         for city in TRAIN_CITIES
-        for scene in scenes_of(city, "train")
+        for scene in scenes_of(city, "train") + stacks
     ]
+
+
+def experiment_tiles(name):
+    """The tile arrays (``images`` or ``masks``) of the rasters an experiment trains on."""
+
+    def files(wildcards):
+        kind = input_kind(wildcards.experiment)
+        return [
+            f"results/tiles/{city}/{scene}/{name}.npy"
+            for city in TRAIN_CITIES
+            for scene in input_scenes(city, kind, "train")
+        ]
+
+    return files
 
 
 # -------- Training ------------------------------------------------------------
@@ -227,10 +291,11 @@ def ensemble_members(wildcards):
 
 
 def city_predictions(wildcards):
-    """The city's predictions, its reference acquisition (first in sorted order) first."""
+    """The city's predictions, its reference acquisition (first in sorted order) first, or
+    the prediction of its stack."""
     return [
         f"results/predictions/{wildcards.experiment}/{wildcards.city}/{scene}.tif"
-        for scene in scenes_of(wildcards.city)
+        for scene in predicted_scenes(wildcards.experiment, wildcards.city)
     ]
 
 
@@ -242,7 +307,7 @@ def submission_extensions():
 
 def labelled_scene_files(pattern):
     return [
-        pattern.replace("{experiment}", "{{experiment}}").format(city=city, scene=scene)
+        pattern.format(city=city, scene=scene)
         for city in LABELLED_CITIES
         for scene in scenes_of(city)
     ]
@@ -266,8 +331,16 @@ def evaluation_scenes(wildcards):
             "mask": evaluation_mask(city, scene),
         }
         for city in LABELLED_CITIES
-        for scene in scenes_of(city)
+        for scene in predicted_scenes(wildcards.experiment, city)
     ]
+
+
+def evaluated_predictions(wildcards):
+    return [scene["prediction"] for scene in evaluation_scenes(wildcards)]
+
+
+def evaluated_masks(wildcards):
+    return [scene["mask"] for scene in evaluation_scenes(wildcards)]
 
 
 def evaluation_cities(wildcards):
@@ -328,7 +401,7 @@ def delivered_summaries():
 def quicklook_inputs(wildcards):
     experiment, city, scene = wildcards.experiment, wildcards.city, wildcards.scene
     inputs = {
-        "raster": f"results/rasters/{city}/{scene}.tif",
+        "raster": raster_path(city, scene),
         "prediction": f"results/predictions/{experiment}/{city}/{scene}.tif",
         "threshold": f"results/thresholds/{experiment}.json",
     }
@@ -368,7 +441,8 @@ def all_targets():
         )
         delivery.append(f"results/metrics/{experiment}/summary.json")
         delivery += [
-            f"results/quicklooks/{experiment}/{row.city}/{row.scene}.png"
-            for row in SHEET.itertuples()
+            f"results/quicklooks/{experiment}/{city}/{scene}.png"
+            for city in sorted(SHEET["city"].unique())
+            for scene in predicted_scenes(experiment, city)
         ]
     return folds + masks + rasters + models + delivery

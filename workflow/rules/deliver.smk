@@ -1,6 +1,6 @@
 rule predict_scene:
     input:
-        raster="results/rasters/{city}/{scene}.tif",
+        raster=scene_raster,
         experiment="config/experiments/{experiment}.yaml",
         models=fold_models,
         summaries=fold_summaries,
@@ -148,10 +148,8 @@ rule baseline:
 
 rule evaluate:
     input:
-        predictions=labelled_scene_files(
-            "results/predictions/{experiment}/{city}/{scene}.tif"
-        ),
-        masks=labelled_evaluation_masks(),
+        predictions=evaluated_predictions,
+        masks=evaluated_masks,
         cities=expand("results/cities/{{experiment}}/{city}.tif", city=LABELLED_CITIES),
         threshold="results/thresholds/{experiment}.json",
         baseline="results/baseline/summary.json",
@@ -211,6 +209,7 @@ rule leaderboard:
     params:
         names=delivered_names(),
         kinds=delivered_kinds(),
+        inputs={name: input_kind(name) for name in delivered_names()},
     script:
         "../../scripts/leaderboard.py"
 

@@ -24,7 +24,7 @@ rule compose_raster:
 
 rule rasterize_mask:
     input:
-        scene="results/rasters/{city}/{scene}.tif",
+        scene=scene_raster,
         labels=labels_of,
         sidecars=label_sidecars,
     output:
@@ -68,7 +68,7 @@ rule temporal_stack:
 
 rule cut_tiles:
     input:
-        scene="results/rasters/{city}/{scene}.tif",
+        scene=scene_raster,
         mask="results/masks/{city}/{scene}.tif",
     output:
         images="results/tiles/{city}/{scene}/images.npy",

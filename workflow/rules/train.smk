@@ -3,8 +3,8 @@ rule train:
         experiment="config/experiments/{experiment}.yaml",
         summary="results/folds/{fold}/summary.json",
         tiles="results/folds/{fold}/tiles.tsv",
-        images=training_scene_files("results/tiles/{city}/{scene}/images.npy"),
-        masks=training_scene_files("results/tiles/{city}/{scene}/masks.npy"),
+        images=experiment_tiles("images"),
+        masks=experiment_tiles("masks"),
     output:
         model="results/models/{experiment}/{fold}/model.ckpt",
         metrics="results/models/{experiment}/{fold}/metrics.csv",

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from builtup.core.bands import STACK
 from builtup.core.errors import InputError
 
 SCENE_FILE = re.compile(
@@ -120,6 +121,13 @@ def read_sheet(path: str | Path) -> pd.DataFrame:
     if len(duplicated):
         first = duplicated.iloc[0]
         raise InputError(path, f"scene {first['city']}/{first['scene']} is listed twice")
+    reserved = sheet[sheet["scene"] == STACK]
+    if len(reserved):
+        raise InputError(
+            path,
+            f"scene {reserved.iloc[0]['city']}/{STACK}: the name {STACK!r} is reserved for "
+            "the city's temporal stack; rename the scene",
+        )
     return sheet
 
 

@@ -90,6 +90,13 @@ def read_window(src, path: str | Path, window: Window, indexes=None) -> np.ndarr
         raise InputError(path, f"cannot be decoded (corrupt or truncated?): {err}") from err
 
 
+def is_nodata(values: np.ndarray, nodata) -> np.ndarray:
+    """Where ``values`` hold the raster's nodata code (NaN for the temporal stacks)."""
+    if nodata is not None and np.isnan(nodata):
+        return np.isnan(values)
+    return values == nodata
+
+
 def strip_windows(height: int, width: int, rows: int = BLOCK) -> Iterator[Window]:
     """Full-width windows of ``rows`` rows covering the raster top to bottom."""
     for row in range(0, height, rows):

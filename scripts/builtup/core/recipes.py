@@ -1,6 +1,8 @@
-"""Input recipes: pure functions from the 3-band linear tile (VH, VV, (VH+VV)/2) to model input.
+"""Input recipes: pure functions from a tile of one kind of raster to model input.
 
-A recipe is a list of named channels. Each channel is a function of one tile's
+A scene recipe reads the 3-band linear tile (VH, VV, (VH+VV)/2); a stack recipe reads
+a city's temporal stack (dB statistics, :mod:`builtup.core.bands`). A recipe is a list
+of named channels of one kind. Each channel is a function of one tile's
 :class:`Features`, which computes every channel (and the dB bands) at most
 once, so the tile statistics evaluate a channel shared by several recipes only
 once. A recipe called on ``x`` (3, H, W) float32 and the boolean ``valid``
@@ -16,8 +18,9 @@ from functools import cached_property
 
 import numpy as np
 
+from builtup.core.bands import SCENE, SCENE_BANDS, STACK, STACK_BANDS
+
 DB_FLOOR = 1e-6  # -60 dB: floor for the logarithm of backscatter (and of negative outliers)
-BANDS = ("vh", "vv", "mean")
 
 
 def to_db(x: np.ndarray) -> np.ndarray:
@@ -82,11 +85,11 @@ def _minmax_pow(index: int) -> Callable[[Features], np.ndarray]:
     return channel
 
 
-CHANNELS: dict[str, Callable[[Features], np.ndarray]] = {
-    **{band: _band(i) for i, band in enumerate(BANDS)},
-    **{f"{band}_db": _db_band(i) for i, band in enumerate(BANDS)},
-    **{f"log({band}^2)": _log_sq(i) for i, band in enumerate(BANDS)},
-    **{f"minmax_pow({band})": _minmax_pow(i) for i, band in enumerate(BANDS)},
+SCENE_CHANNELS: dict[str, Callable[[Features], np.ndarray]] = {
+    **{band: _band(i) for i, band in enumerate(SCENE_BANDS)},
+    **{f"{band}_db": _db_band(i) for i, band in enumerate(SCENE_BANDS)},
+    **{f"log({band}^2)": _log_sq(i) for i, band in enumerate(SCENE_BANDS)},
+    **{f"minmax_pow({band})": _minmax_pow(i) for i, band in enumerate(SCENE_BANDS)},
     "vv_db*vh_db": lambda f: f["vv_db"] * f["vh_db"],
     "(vv_db+1)/(vh_db+1)": lambda f: (f["vv_db"] + 1.0) / (f["vh_db"] + 1.0),
     "vv-vh": lambda f: f["vv"] - f["vh"],
@@ -94,12 +97,24 @@ CHANNELS: dict[str, Callable[[Features], np.ndarray]] = {
     "(vv+0.01)/(vh+0.01)": lambda f: (f["vv"] + 0.01) / (f["vh"] + 0.01),
     "sqrt(vh^2+vv^2)": lambda f: np.sqrt(f["vh"] * f["vh"] + f["vv"] * f["vv"]),
 }
+STACK_CHANNELS: dict[str, Callable[[Features], np.ndarray]] = {
+    **{band: _band(i) for i, band in enumerate(STACK_BANDS)},
+    "vv_mean-vh_mean": lambda f: f["vv_mean"] - f["vh_mean"],
+}
+CHANNELS = {**SCENE_CHANNELS, **STACK_CHANNELS}
 
 
 @dataclass(frozen=True)
 class Recipe:
     name: str
     channel_names: tuple[str, ...]  # keys of CHANNELS, which say what each channel is
+    kind: str = SCENE  # the kind of raster it reads: SCENE or STACK
+
+    def __post_init__(self):
+        known = STACK_CHANNELS if self.kind == STACK else SCENE_CHANNELS
+        unknown = [c for c in self.channel_names if c not in known]
+        if unknown:
+            raise ValueError(f"recipe {self.name}: no {self.kind} channel {unknown[0]!r}")
 
     @property
     def channels(self) -> int:
@@ -109,11 +124,14 @@ class Recipe:
         return Features(x, valid).stack(self.channel_names)
 
 
+STATS = ("mean", "std", "min", "max")
+
+
 def _named(template: str) -> tuple[str, ...]:
-    return tuple(template.format(band) for band in BANDS)
+    return tuple(template.format(band) for band in SCENE_BANDS)
 
 
-LINEAR3 = BANDS
+LINEAR3 = SCENE_BANDS
 DB3 = _named("{}_db")
 
 RECIPES: dict[str, Recipe] = {
@@ -126,6 +144,11 @@ RECIPES: dict[str, Recipe] = {
         Recipe("linear6", (*LINEAR3, "vv*vh", "(vv+0.01)/(vh+0.01)", "sqrt(vh^2+vv^2)")),
         Recipe("log_sq3", _named("log({}^2)")),
         Recipe("minmax_pow3", _named("minmax_pow({})")),
+        # Over the acquisitions, so the same channels whatever their number (1 to 16 and more);
+        # min and max widen with more acquisitions, the means and the spread do not.
+        Recipe("stack_mean", ("vv_mean", "vh_mean", "vv_mean-vh_mean"), STACK),
+        Recipe("stack_mean_std", ("vv_mean", "vh_mean", "vv_std", "vh_std"), STACK),
+        Recipe("stack_all", tuple(f"{p}_{s}" for s in STATS for p in ("vv", "vh")), STACK),
     )
 }
 

@@ -18,6 +18,7 @@ import logging
 import numpy as np
 import pandas as pd
 
+from builtup.core.bands import STACK_BANDS
 from builtup.core.classes import BUILTUP, IGNORE
 from builtup.core.rasters import (
     atomic_path,
@@ -26,7 +27,6 @@ from builtup.core.rasters import (
 from builtup.core.recipes import to_db
 from builtup.core.scores import scores
 from builtup.deliver.threshold import best_level, confusion_at
-from builtup.prepare.temporal import STACK_BANDS
 
 log = logging.getLogger(__name__)
 

@@ -13,14 +13,17 @@ from pathlib import Path
 
 import pandas as pd
 
+from builtup.core.bands import SCENE, STACK
 from builtup.core.rasters import atomic_path
 
 log = logging.getLogger(__name__)
 
 SCORES = ("f1", "iou_1", "precision", "recall")
+BASELINE_INPUTS = {"single_scene": SCENE, "multi_temporal": STACK}
 COLUMNS = [
     "name",
     "kind",
+    "input",
     "rule",
     "train_scored",
     *(f"train_{s}" for s in SCORES),
@@ -33,11 +36,12 @@ def _scores(prefix: str, scores: dict | None) -> dict:
     return {f"{prefix}_{s}": scores.get(s, float("nan")) for s in SCORES}
 
 
-def model_row(name: str, kind: str, summary: dict) -> dict:
+def model_row(name: str, kind: str, reads: str, summary: dict) -> dict:
     overall = summary["overall"]
     return {
         "name": name,
         "kind": kind,
+        "input": reads,
         "rule": f"probability >= {summary['threshold']:.3f}",
         "train_scored": "out of fold",
         **_scores("train", overall.get("train_out_of_fold")),
@@ -50,6 +54,7 @@ def baseline_rows(baselines: dict) -> list[dict]:
         {
             "name": f"baseline: {name.replace('_', '-')}",
             "kind": "baseline",
+            "input": BASELINE_INPUTS[name],
             "rule": result["rule"],
             "train_scored": "in sample (tuned there)",
             **_scores("train", result.get("train")),
@@ -60,11 +65,18 @@ def baseline_rows(baselines: dict) -> list[dict]:
     ]
 
 
-def write_leaderboard(summaries: dict[str, str], kinds: dict[str, str], baseline_path, out_path):
+def write_leaderboard(
+    summaries: dict[str, str],
+    kinds: dict[str, str],
+    inputs: dict[str, str],
+    baseline_path,
+    out_path,
+):
     """``summaries``: metrics summary.json by experiment or ensemble name; ``kinds``: whether
-    each is an ``experiment`` or an ``ensemble``. Sorted by test F1, then training F1."""
+    each is an ``experiment`` or an ``ensemble``; ``inputs``: whether each reads the scenes
+    or the cities' temporal stacks. Sorted by test F1, then training F1."""
     rows = [
-        model_row(name, kinds[name], json.loads(Path(path).read_text()))
+        model_row(name, kinds[name], inputs[name], json.loads(Path(path).read_text()))
         for name, path in summaries.items()
     ]
     rows += baseline_rows(json.loads(Path(baseline_path).read_text()))

@@ -23,9 +23,10 @@ import torch
 import ttach
 
 from builtup.config.experiment import load_experiment
+from builtup.core.bands import SCENE, STACK, STACK_BANDS
 from builtup.core.errors import InputError
 from builtup.core.probability import PROB_NODATA, PROB_SCALE, probability_raster
-from builtup.core.rasters import open_raster, read_window
+from builtup.core.rasters import is_nodata, open_raster, read_window
 from builtup.core.recipes import get_recipe
 from builtup.prepare.tiles import tile_offsets
 from builtup.train.task import load_task
@@ -125,7 +126,7 @@ class ScenePredictor:
 
     @torch.no_grad()
     def probabilities(self, patches: np.ndarray, valid: np.ndarray) -> np.ndarray:
-        """(N, H, W) built-up probability of (N, 3, H, W) linear patches."""
+        """(N, H, W) built-up probability of (N, bands, H, W) patches of the recipe's kind."""
         features = np.stack([self.recipe(p, v) for p, v in zip(patches, valid, strict=True)])
         nodata = ~np.broadcast_to(valid[:, None], features.shape)
         height, width = features.shape[-2:]
@@ -141,6 +142,12 @@ class ScenePredictor:
 
     def predict_scene(self, scene_path: str | Path, out_path: str | Path) -> dict:
         with open_raster(scene_path) as src:
+            kind = STACK if src.descriptions == STACK_BANDS else SCENE
+            if kind != self.recipe.kind:
+                raise InputError(
+                    scene_path,
+                    f"is a {kind} raster, and recipe {self.recipe.name} reads a {self.recipe.kind}",
+                )
             height, width = src.height, src.width
             size_y, size_x = min(self.window, height), min(self.window, width)
             rows = tile_offsets(height, size_y, min(self.overlap, size_y - 1))
@@ -157,7 +164,8 @@ class ScenePredictor:
                     strip = pending.result()
                     if k + 1 < len(rows):
                         pending = reader.submit(read, rows[k + 1])
-                    self._predict_strip(strip, row, cols, size_x, buffer)
+                    valid = ~np.all(is_nodata(strip, src.nodata), axis=0)
+                    self._predict_strip(strip, valid, row, cols, size_x, buffer)
                     top, values = buffer.flush(rows[k + 1] if k + 1 < len(rows) else height)
                     if len(values):
                         dst.write(
@@ -167,8 +175,7 @@ class ScenePredictor:
         log.info("%s: %d x %d px, %d windows", out_path, width, height, len(rows) * len(cols))
         return {"width": width, "height": height, "windows": len(rows) * len(cols)}
 
-    def _predict_strip(self, strip, row, cols, size_x, buffer) -> None:
-        valid_strip = np.any(strip != 0, axis=0)
+    def _predict_strip(self, strip, valid_strip, row, cols, size_x, buffer) -> None:
         for start in range(0, len(cols), self.batch_size):
             chunk = cols[start : start + self.batch_size]
             patches = np.stack([strip[:, :, c : c + size_x] for c in chunk])

@@ -10,6 +10,7 @@ import pandas as pd
 import rasterio
 from rasterio.enums import Resampling
 
+from builtup.core.bands import STACK_BANDS
 from builtup.core.classes import IGNORE
 from builtup.core.panels import plt, sample_row, save_figure, stretch
 from builtup.core.probability import read_probability
@@ -25,12 +26,13 @@ def plot_quicklook(
     metrics_path=None,
     max_side: int = 1024,
 ):
-    """[image, image + prediction, prediction, image + label, label] of a whole scene, at the
+    """[image, image + prediction, prediction, image + label, label] of a whole scene (or a
+    city's temporal stack), at the
     delivery threshold, titled with the scene's F1 from the metrics table."""
     with rasterio.open(raster_path) as src:
         factor = max(1, int(np.ceil(max(src.width, src.height) / max_side)))
         shape = (max(1, src.height // factor), max(1, src.width // factor))
-        vv = src.read(2, out_shape=shape)
+        image, image_valid = vv_db(src, shape)
     with rasterio.open(prediction_path) as src:
         prob, valid = read_probability(src, out_shape=shape)
     threshold = json.loads(Path(threshold_path).read_text())["threshold"]
@@ -45,9 +47,19 @@ def plot_quicklook(
         label = np.where(valid, 0, IGNORE).astype(np.uint8)
         title = f"{name} (no label)"
     fig, axes = plt.subplots(1, 5, figsize=(16, 3.6))
-    sample_row(axes, stretch(to_db(vv), vv != 0), pred, label, title)
+    sample_row(axes, stretch(image, image_valid), pred, label, title)
     fig.tight_layout()
     save_figure(fig, out_path)
+
+
+def vv_db(src, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """(VV in dB, valid) at ``shape``: the scene's VV, or a temporal stack's mean VV."""
+    if src.descriptions == STACK_BANDS:
+        vv = src.read(STACK_BANDS.index("vv_mean") + 1, out_shape=shape)
+        valid = np.isfinite(vv)
+        return np.where(valid, vv, np.float32(0)), valid
+    vv = src.read(2, out_shape=shape)
+    return to_db(vv), vv != 0
 
 
 def scene_f1(metrics_path, city: str, scene: str) -> float:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from builtup.core.bands import kind_of
 from builtup.core.errors import InputError
 from builtup.core.moments import Moments
 from builtup.core.rasters import atomic_path
@@ -15,6 +16,7 @@ from builtup.prepare.tile_stats import read_statistics
 
 log = logging.getLogger(__name__)
 
+ROLES = ("train", "val")
 ALL_CITIES = "all"  # the fold that holds out nothing: one model on every training city
 
 
@@ -49,6 +51,7 @@ def build_fold(
         "val_cities": val_cities,
         "train_tiles": usable,
         "val_tiles": int(((tiles["role"] == "val") & ~tiles["skip"]).sum()),
+        "tiles_by_kind": _tiles_by_kind(tiles),
         "normalisation": _normalisation(merged),
     }
     log.info(
@@ -78,6 +81,16 @@ def _fold_tiles(fit_cities, val_cities, stats_paths, moments_paths):
             continue
         tables.append(table)
     return (pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()), merged
+
+
+def _tiles_by_kind(tiles: pd.DataFrame) -> dict:
+    """Usable tiles per role of each kind of raster (scenes, the cities' temporal stacks)."""
+    usable = tiles[~tiles["skip"]]
+    kinds = usable["scene"].astype(str).map(kind_of)
+    return {
+        kind: usable[kinds == kind]["role"].value_counts().reindex(ROLES, fill_value=0).to_dict()
+        for kind in sorted(set(kinds))
+    }
 
 
 def _normalisation(merged: dict[str, Moments]) -> dict:

@@ -18,6 +18,7 @@ from builtup.core.errors import InputError
 from builtup.core.rasters import (
     MASK_CODEC,
     atomic_path,
+    is_nodata,
     open_raster,
     read_window,
     strip_windows,
@@ -90,7 +91,8 @@ def reproject_polygons(polygons: list, src_crs, dst_crs) -> list:
 def rasterize_mask(
     scene_path: str | Path, label_path: str | Path, out_path: str | Path, all_touched: bool = True
 ) -> dict:
-    """Mask on the 3-band scene's grid: 0 background, 1 built-up, 255 where the scene lacks data."""
+    """Mask on the grid of a scene (or a stack): 0 background, 1 built-up, 255 where its
+    first band is nodata."""
     polygons, label_crs = load_polygons(label_path)
     with open_raster(scene_path) as scene:
         projected = reproject_polygons(polygons, label_crs, scene.crs)
@@ -106,7 +108,7 @@ def rasterize_mask(
                 hits = tree.query(shapely.box(*bounds))
                 shape_hw = (int(window.height), int(window.width))
                 mask = _burn([projected[i] for i in hits], shape_hw, transform, all_touched)
-                mask[read_window(scene, scene_path, window, 1) == scene.nodata] = IGNORE
+                mask[is_nodata(read_window(scene, scene_path, window, 1), scene.nodata)] = IGNORE
                 dst.write(mask, 1, window=window)
                 counts += np.bincount(mask.ravel(), minlength=256)
     summary = {

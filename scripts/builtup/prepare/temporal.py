@@ -5,9 +5,9 @@ water change: the temporal statistics of VV and VH in dB separate them better th
 acquisition. Per pixel, over the acquisitions that have data there (the first acquisition
 gives the grid; the others are warped onto it, bilinear): mean, std (population), min and
 max of VV and VH in dB, the mean of each orbit direction, and the count of acquisitions.
-NaN where no acquisition has data (count 0), and for an orbit mean without acquisitions of
-that orbit. Written strip by strip: memory grows with the width and the acquisition count,
-never with the height.
+NaN in every band where no acquisition has data (count 0), and in an orbit's mean where
+no acquisition of that orbit has. Written strip by strip: memory grows with the width and
+the acquisition count, never with the height.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import rasterio
 
+from builtup.core.bands import ORBITS, STACK_BANDS
 from builtup.core.rasters import (
     FLOAT_CODEC,
     atomic_path,
@@ -34,12 +35,6 @@ from builtup.core.recipes import to_db
 log = logging.getLogger(__name__)
 
 POLARISATIONS = {"vh": 1, "vv": 2}  # bands of the 3-band rasters
-ORBITS = ("ASC", "DES")
-STACK_BANDS = (
-    *(f"{pol}_{stat}" for pol in ("vv", "vh") for stat in ("mean", "std", "min", "max")),
-    *(f"{pol}_mean_{orbit.lower()}" for orbit in ORBITS for pol in ("vv", "vh")),
-    "count",
-)
 SCENE_ORBIT = re.compile(r"_(ASC|DES)(?:_\d+)?$")
 
 
@@ -91,9 +86,10 @@ class _Sums:
                 layers.append(
                     np.where(k > 0, self.orbit_total[(orbit, pol)] / np.maximum(k, 1), np.nan)
                 )
+        layers.append(self.count)
         stack = np.stack(layers).astype(np.float32)
         stack[:, self.count == 0] = np.nan
-        return np.concatenate([stack, self.count[None].astype(np.float32)])
+        return stack
 
 
 def temporal_stack(raster_paths: list, orbits: list, out_path) -> dict:

@@ -11,11 +11,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from builtup.core.bands import BANDS, kind_of
 from builtup.core.classes import BUILTUP, IGNORE
 from builtup.core.moments import Moments
 from builtup.core.parallel import in_order
 from builtup.core.rasters import atomic_path
-from builtup.core.recipes import BANDS, Features, get_recipe
+from builtup.core.recipes import Features, get_recipe
 from builtup.prepare.tiles import TileSet
 
 log = logging.getLogger(__name__)
@@ -55,7 +56,8 @@ def tile_statistics(
     recipes: tuple[str, ...] = (),
     threads: int = 1,
 ) -> tuple[pd.DataFrame, dict[str, Moments]]:
-    """Statistics of every tile of a scene, and the moments of each recipe over usable tiles.
+    """Statistics of every tile of a scene (or of a city's stack, named ``stack``), and the
+    moments over usable tiles of each recipe that reads this kind of raster.
 
     A channel that several recipes share (the bands, the dB bands, ...) is evaluated
     and summarised once per tile.
@@ -65,11 +67,17 @@ def tile_statistics(
     on the number of threads.
     """
     windows = tiles.meta()["windows"]
+    kind = kind_of(scene)
+    bands = BANDS[kind]
+    recipes = tuple(name for name in recipes if get_recipe(name).kind == kind)
     moments = {name: Moments(get_recipe(name).channels) for name in recipes}
     rows = []
     with ThreadPoolExecutor(threads) as pool:
         summaries = in_order(
-            pool, lambda tile: _tile_summary(*tile, rules, recipes), tiles.iter_tiles(), threads
+            pool,
+            lambda tile: _tile_summary(*tile, bands, rules, recipes),
+            tiles.iter_tiles(),
+            threads,
         )
         for index, (record, tile_moments) in enumerate(summaries):
             col, row, width, height = windows[index]
@@ -94,14 +102,19 @@ def tile_statistics(
 
 
 def _tile_summary(
-    image: np.ndarray, mask: np.ndarray, rules: SkipRules, recipes: tuple[str, ...]
+    image: np.ndarray,
+    mask: np.ndarray,
+    bands: tuple[str, ...],
+    rules: SkipRules,
+    recipes: tuple[str, ...],
 ) -> tuple[dict, dict[str, Moments]]:
     valid = mask != IGNORE
     index = valid_index(valid)
-    record, band_moments = _tile_record(image, mask, valid, index, rules)
+    record, band_moments = _tile_record(image, mask, valid, index, bands, rules)
     if record["skip"]:
         return record, {}
-    channels = _channel_moments(Features(image, valid), index, recipes, band_moments)
+    features = Features(image, valid)
+    channels = _channel_moments(features, index, bands, recipes, band_moments)
     moments = {
         name: Moments.stack([channels[c] for c in get_recipe(name).channel_names])
         for name in recipes
@@ -110,10 +123,10 @@ def _tile_summary(
 
 
 def _channel_moments(
-    features: Features, index, recipes: tuple[str, ...], band_moments: Moments
+    features: Features, index, bands: tuple[str, ...], recipes: tuple[str, ...], band_moments
 ) -> dict[str, Moments]:
     """Moments of every channel the recipes use, each computed once (the bands' are known)."""
-    channels = {band: band_moments.channel(i) for i, band in enumerate(BANDS)}
+    channels = {band: band_moments.channel(i) for i, band in enumerate(bands)}
     for name in recipes:
         for channel in get_recipe(name).channel_names:
             if channel not in channels:
@@ -134,28 +147,28 @@ def valid_values(array: np.ndarray, index: slice | np.ndarray) -> np.ndarray:
 
 
 def _tile_record(
-    image: np.ndarray, mask: np.ndarray, valid: np.ndarray, index, rules: SkipRules
+    image: np.ndarray, mask: np.ndarray, valid: np.ndarray, index, bands, rules: SkipRules
 ) -> tuple[dict, Moments]:
     """The tile's table row, and the moments of its bands over its valid pixels."""
     n_valid = int(valid.sum())
     nodata_ratio = 1.0 - n_valid / valid.size
     record: dict = {}
-    bands = Moments(image.shape[0])
+    moments = Moments(image.shape[0])
     if n_valid:
         values = valid_values(image, index)
         mins, maxs = values.min(axis=1).astype(np.float64), values.max(axis=1).astype(np.float64)
-        bands.add(values)
-        means, stds = bands.mean, bands.std
+        moments.add(values)
+        means, stds = moments.mean, moments.std
     else:
         mins = maxs = means = stds = np.full(image.shape[0], np.nan)
-    for key, lo, hi, mu, sd in zip(BANDS, mins, maxs, means, stds, strict=True):
+    for key, lo, hi, mu, sd in zip(bands, mins, maxs, means, stds, strict=True):
         record.update({f"{key}_min": lo, f"{key}_max": hi, f"{key}_mean": mu, f"{key}_std": sd})
     record["target_ratio"] = float((mask == BUILTUP).sum() / n_valid) if n_valid else 0.0
     record["nodata_ratio"] = nodata_ratio
     reason = rules.reason(nodata_ratio, mins, maxs)
     record["skip"] = bool(reason)
     record["skip_reason"] = reason
-    return record, bands
+    return record, moments
 
 
 def write_statistics(table: pd.DataFrame, moments: dict[str, Moments], table_path, moments_path):

@@ -24,7 +24,6 @@ from rasterio.windows import Window
 from builtup.core.errors import InputError
 from builtup.core.parallel import in_order
 from builtup.core.rasters import atomic_path, open_raster, read_window, same_grid
-from builtup.prepare.compose import BAND_NAMES
 
 
 def tile_offsets(length: int, size: int, min_overlap: int) -> list[int]:
@@ -83,7 +82,8 @@ class TileSet:
 def cut_tiles(
     scene_path: str | Path, mask_path: str | Path, tiles: TileSet, size: int, min_overlap: int
 ) -> int:
-    """Cut a scene and its mask into tiles, one strip of tile rows at a time; return the count."""
+    """Cut a scene (or a city's stack) and its mask into tiles, one strip of tile rows at a
+    time; return the count."""
     with open_raster(scene_path) as scene, open_raster(mask_path) as mask:
         if not same_grid(scene, mask):
             raise InputError(mask_path, "mask is not on the grid of its scene")
@@ -99,7 +99,8 @@ def cut_tiles(
             "crs": scene.crs.to_wkt(),
             "transform": list(scene.transform)[:6],
             "tile_size": size,
-            "bands": list(BAND_NAMES),
+            "bands": list(scene.descriptions),
+            "nodata": scene.nodata,
             "windows": [[c, r, size, size] for r in rows for c in cols],
         }
         with (
@@ -162,7 +163,12 @@ def export_tile(
         "transform": tile_transform(meta, index),
     }
     with rasterio.open(
-        out_path, "w", count=images.shape[1], dtype="float32", nodata=0, **common
+        out_path,
+        "w",
+        count=images.shape[1],
+        dtype="float32",
+        nodata=meta.get("nodata", 0),
+        **common,
     ) as dst:
         dst.write(np.asarray(images[index]))
         dst.descriptions = tuple(meta["bands"])

@@ -11,6 +11,7 @@ import pandas as pd
 import torch
 from torch.utils.data import Dataset, Sampler, get_worker_info
 
+from builtup.core.bands import SCENE, kind_of
 from builtup.core.classes import IGNORE
 from builtup.core.errors import InputError
 from builtup.core.recipes import get_recipe, zero_invalid
@@ -18,10 +19,13 @@ from builtup.prepare.tile_stats import read_statistics
 from builtup.prepare.tiles import TileSet
 
 
-def fold_tiles(tiles_tsv: str | Path, role: str) -> pd.DataFrame:
-    """The fold's usable (not skipped) tiles of one role, train or val."""
+def fold_tiles(tiles_tsv: str | Path, role: str, kind: str = SCENE) -> pd.DataFrame:
+    """The fold's usable (not skipped) tiles of one role, train or val, cut from rasters of one
+    kind: the scenes, or the cities' temporal stacks."""
     table = read_statistics(tiles_tsv)
-    return table[(table["role"] == role) & ~table["skip"].astype(bool)].reset_index(drop=True)
+    of_kind = table["scene"].astype(str).map(kind_of) == kind
+    usable = (table["role"] == role) & ~table["skip"].astype(bool) & of_kind
+    return table[usable].reset_index(drop=True)
 
 
 def scene_stacks(images: list, masks: list) -> dict[tuple[str, str], TileSet]:

@@ -8,6 +8,7 @@ import torch
 from torch.utils.data import DataLoader, DistributedSampler
 
 from builtup.core.errors import InputError
+from builtup.core.recipes import get_recipe
 from builtup.train.augment import build_augmentation
 from builtup.train.data import (
     TargetWeightedSampler,
@@ -26,15 +27,18 @@ class TrainingData(L.LightningDataModule):
         norm = fold_summary["normalisation"].get(spec["recipe"])
         if norm is None:
             raise InputError(fold_tiles_tsv, f"fold has no statistics for recipe {spec['recipe']}")
-        train_rows = fold_tiles(fold_tiles_tsv, "train")
+        kind = get_recipe(spec["recipe"]).kind
+        train_rows = fold_tiles(fold_tiles_tsv, "train", kind)
         if train_rows.empty:
-            raise InputError(fold_tiles_tsv, "no usable training tile (all skipped or none)")
+            raise InputError(
+                fold_tiles_tsv, f"no usable training tile of a {kind} (all skipped or none)"
+            )
         augmentation = build_augmentation(spec["augmentation"]["train"])
         if augmentation is not None:
             augmentation.set_random_seed(spec["seed"])
         common = (stacks, spec["recipe"], norm["mean"], norm["std"])
         self.train_set = TileDataset(train_rows, *common, augmentation=augmentation)
-        self.val_set = TileDataset(fold_tiles(fold_tiles_tsv, "val"), *common)
+        self.val_set = TileDataset(fold_tiles(fold_tiles_tsv, "val", kind), *common)
 
     def _loader(self, dataset, sampler, batch_size):
         return DataLoader(
