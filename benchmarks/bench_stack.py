@@ -23,8 +23,8 @@ from pathlib import Path
 from xml.sax.saxutils import escape
 
 import rasterio
-
 from bench_prepare import REPO, STEPS, run_measured
+
 from builtup.core.bands import STACK_BANDS
 from builtup.core.rasters import FLOAT_CODEC
 
