@@ -204,3 +204,20 @@ def test_threads_change_nothing(tmp_path, rng):
     assert one[0].equals(three[0])
     for name in recipes:
         assert one[1][name].to_dict() == three[1][name].to_dict()
+
+
+def test_a_channel_constant_over_the_fold_normalises_by_one(tmp_path, rng):
+    """As the temporal std of single-acquisition stacks: 0 everywhere, never a division by 0."""
+    stats, moments = [], []
+    for city in ("A_a", "B_b"):
+        images = rng.uniform(0.01, 1, (2, 3, 8, 8)).astype(np.float32)
+        images[:, 0] = 0.25
+        tiles = write_tiles(tmp_path / city, images, np.zeros((2, 8, 8), np.uint8), 8)
+        table, mom = tile_statistics(tiles, city, "s", recipes=("linear3",))
+        write_statistics(table, mom, tmp_path / f"{city}.tsv", tmp_path / f"{city}.json")
+        stats.append(tmp_path / f"{city}.tsv")
+        moments.append(tmp_path / f"{city}.json")
+    _, summary = build_fold("B_b", ["A_a", "B_b"], stats, moments)
+    norm = summary["normalisation"]["linear3"]
+    assert norm["mean"][0] == 0.25 and norm["std"][0] == 1.0
+    assert 0 < norm["std"][1] < 1

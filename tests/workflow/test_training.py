@@ -15,6 +15,7 @@ import yaml
 
 from builtup.config.experiment import load_experiment
 from builtup.core.errors import InputError
+from builtup.train.data import stacks_under
 from builtup.train.datamodule import TrainingData
 
 from conftest import TINY, Sandbox, rewrite_pixel
@@ -287,3 +288,20 @@ def test_fold_without_usable_tiles_fails_before_training(tiny, tmp_path):
     summary = json.loads((fold / "summary.json").read_text())
     with pytest.raises(InputError, match="no usable training tile"):
         TrainingData(spec, summary, tmp_path / "tiles.tsv", tiny.root / "results/tiles", 0)
+
+
+def test_a_stack_experiment_draws_the_stacks_tiles_only(tiny):
+    fold = tiny.root / "results/folds" / FOLD
+    summary = json.loads((fold / "summary.json").read_text())
+    tilesets = stacks_under(tiny.root / "results/tiles")
+    spec = load_experiment(tiny.root / "config/experiments/tiny.yaml")
+    stacked = TrainingData(
+        {**spec, "recipe": "stack_mean"}, summary, fold / "tiles.tsv", tilesets, 0
+    )
+    scenes = TrainingData(spec, summary, fold / "tiles.tsv", tilesets, 0)
+    assert {scene for (_, scene), _ in stacked.train_set.keys} == {"stack"}
+    assert {scene for (_, scene), _ in stacked.val_set.keys} == {"stack"}
+    assert "stack" not in {scene for (_, scene), _ in scenes.train_set.keys}
+    assert len(stacked.train_set) == summary["tiles_by_kind"]["stack"]["train"] == 3 * 9
+    image, mask = stacked.val_set[0]
+    assert image.shape == (128, 128, 3) and torch.isfinite(image).all()

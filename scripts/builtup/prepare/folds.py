@@ -6,6 +6,7 @@ import json
 import logging
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from builtup.core.bands import kind_of
@@ -94,8 +95,15 @@ def _tiles_by_kind(tiles: pd.DataFrame) -> dict:
 
 
 def _normalisation(merged: dict[str, Moments]) -> dict:
+    """Mean and std per recipe channel. A channel constant over the fold's training pixels
+    (the temporal std of cities with one acquisition) gets std 1: it normalises to x - mean
+    instead of dividing by zero."""
     return {
-        name: {"mean": m.mean.tolist(), "std": m.std.tolist(), "pixels": int(m.count)}
+        name: {
+            "mean": m.mean.tolist(),
+            "std": np.where(m.std > 0, m.std, 1.0).tolist(),
+            "pixels": int(m.count),
+        }
         for name, m in merged.items()
     }
 
