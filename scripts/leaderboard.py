@@ -3,8 +3,10 @@ from builtup.runtime.job import run
 
 
 def main(inputs, outputs, params):
-    summaries = dict(zip(params.names, inputs.summaries, strict=True))
-    write_leaderboard(summaries, params.kinds, params.inputs, inputs.baseline, outputs[0])
+    metrics = dict(
+        zip(params.names, zip(inputs.summaries, inputs.cities, strict=True), strict=True)
+    )
+    write_leaderboard(metrics, params.kinds, params.inputs, inputs.baseline, outputs[0])
 
 
 run(snakemake, main)

@@ -77,6 +77,8 @@ def test_the_temporal_mean_beats_one_noisy_acquisition(tmp_path, rng):
     assert multi["test"]["f1"] > 0.85
     rows = (tmp_path / "c.tsv").read_text().splitlines()
     assert rows[0].startswith("city\tsplit") and len(rows) == 3
+    assert multi["cities"]["B"] == multi["test"]  # one test city: its scores are the split's
+    assert single["cities"]["B"] == single["test"] and set(single["cities"]) == {"A", "B"}
 
 
 def test_acquisitions_on_another_grid_are_warped_onto_the_reference(tmp_path, rng):

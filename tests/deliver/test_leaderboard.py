@@ -17,7 +17,9 @@ def test_models_and_baselines_in_one_table_best_test_first(tmp_path):
             overall["test"] = scores(test)
         path = tmp_path / f"{name}.json"
         path.write_text(json.dumps({"threshold": 0.5, "overall": overall}))
-        summaries[name] = str(path)
+        cities = tmp_path / f"{name}.tsv"
+        cities.write_text(f"city\tsplit\tf1\nX_x\ttrain\t{train}\nY_y\ttest\t{test or 0.1}\n")
+        summaries[name] = (str(path), str(cities))
     baseline = tmp_path / "baseline.json"
     baseline.write_text(
         json.dumps(
@@ -27,7 +29,11 @@ def test_models_and_baselines_in_one_table_best_test_first(tmp_path):
                     "train": scores(0.6),
                     "test": scores(0.6),
                 },
-                "multi_temporal": {"rule": "mean VV >= -5 dB", "train": scores(0.65)},
+                "multi_temporal": {
+                    "rule": "mean VV >= -5 dB",
+                    "train": scores(0.65),
+                    "cities": {"X_x": scores(0.65)},
+                },
             }
         )
     )
@@ -47,6 +53,11 @@ def test_models_and_baselines_in_one_table_best_test_first(tmp_path):
     row = table.set_index("name").loc["baseline: multi-temporal"]
     assert row["kind"] == "baseline" and row["train_scored"].startswith("in sample")
     assert pd.isna(row["test_f1"]) and row["train_f1"] == 0.65
+    assert list(table.columns[-2:]) == ["f1 X_x", "f1 Y_y"]
+    by_name = table.set_index("name")
+    assert by_name.loc["b", "f1 X_x"] == 0.85 and by_name.loc["b", "f1 Y_y"] == 0.75
+    assert by_name.loc["baseline: multi-temporal", "f1 X_x"] == 0.65
+    assert pd.isna(by_name.loc["baseline: multi-temporal", "f1 Y_y"])
     assert table.set_index("name")["input"].to_dict() == {
         "a": "scene",
         "b": "stack",

@@ -151,6 +151,10 @@ def test_leaderboard_ranks_experiments_ensembles_and_baselines(finished):
         ]
     )
     assert table.set_index("name").loc["tiny_stack", "input"] == "stack"
+    assert [c for c in table.columns if c.startswith("f1 ")] == [
+        f"f1 {city}" for city in sorted(TRAIN_CITIES + TEST_CITIES)
+    ]
+    assert table[[f"f1 {city}" for city in TEST_CITIES]].notna().all().all()
     assert table["test_f1"].is_monotonic_decreasing
     summary = json.loads((finished.root / "results/metrics/tiny/summary.json").read_text())
     row = table.set_index("name").loc["tiny"]

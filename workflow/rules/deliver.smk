@@ -188,6 +188,7 @@ rule evaluate:
 rule leaderboard:
     input:
         summaries=delivered_summaries(),
+        cities=[f"results/metrics/{name}/cities.tsv" for name in delivered_names()],
         baseline="results/baseline/summary.json",
     output:
         report(

@@ -118,7 +118,14 @@ def single_scene_baseline(scenes: list[dict]) -> dict:
     best, matrices = _tuned(histograms, splits)
     if not best:
         return {}
-    return {"rule": _rule(best, ""), **_by_split(matrices, splits)}
+    by_city: dict[str, np.ndarray] = {}
+    for (city, _), matrix in matrices.items():
+        by_city[city] = by_city.get(city, 0) + matrix
+    return {
+        "rule": _rule(best, ""),
+        **_by_split(matrices, splits),
+        "cities": {city: scores(m) for city, m in by_city.items()},
+    }
 
 
 def multi_temporal_baseline(cities: list[dict]) -> tuple[dict, list[dict]]:
@@ -133,7 +140,11 @@ def multi_temporal_baseline(cities: list[dict]) -> tuple[dict, list[dict]]:
         {"city": c, "split": splits[c], **scores(m), "pixels": int(m.sum())}
         for c, m in matrices.items()
     ]
-    summary = {"rule": _rule(best, "mean over the acquisitions of "), **_by_split(matrices, splits)}
+    summary = {
+        "rule": _rule(best, "mean over the acquisitions of "),
+        **_by_split(matrices, splits),
+        "cities": {city: scores(m) for city, m in matrices.items()},
+    }
     return summary, rows
 
 

@@ -31,13 +31,20 @@ COLUMNS = [
 ]
 
 
+def city_f1(scores_by_city: dict[str, dict]) -> dict:
+    """``f1 <city>`` columns from scores per city."""
+    return {f"f1 {city}": scores["f1"] for city, scores in scores_by_city.items()}
+
+
 def _scores(prefix: str, scores: dict | None) -> dict:
     scores = scores or {}
     return {f"{prefix}_{s}": scores.get(s, float("nan")) for s in SCORES}
 
 
-def model_row(name: str, kind: str, reads: str, summary: dict) -> dict:
+def model_row(name: str, kind: str, reads: str, summary: dict, cities: pd.DataFrame) -> dict:
+    """The row of an experiment or ensemble from its ``summary.json`` and ``cities.tsv``."""
     overall = summary["overall"]
+    by_city = {row["city"]: row for row in cities.to_dict("records")}
     return {
         "name": name,
         "kind": kind,
@@ -46,6 +53,7 @@ def model_row(name: str, kind: str, reads: str, summary: dict) -> dict:
         "train_scored": "out of fold",
         **_scores("train", overall.get("train_out_of_fold")),
         **_scores("test", overall.get("test")),
+        **city_f1(by_city),
     }
 
 
@@ -59,6 +67,7 @@ def baseline_rows(baselines: dict) -> list[dict]:
             "train_scored": "in sample (tuned there)",
             **_scores("train", result.get("train")),
             **_scores("test", result.get("test")),
+            **city_f1(result.get("cities", {})),
         }
         for name, result in baselines.items()
         if result
@@ -66,21 +75,29 @@ def baseline_rows(baselines: dict) -> list[dict]:
 
 
 def write_leaderboard(
-    summaries: dict[str, str],
+    metrics: dict[str, tuple[str, str]],
     kinds: dict[str, str],
     inputs: dict[str, str],
     baseline_path,
     out_path,
 ):
-    """``summaries``: metrics summary.json by experiment or ensemble name; ``kinds``: whether
-    each is an ``experiment`` or an ``ensemble``; ``inputs``: whether each reads the scenes
-    or the cities' temporal stacks. Sorted by test F1, then training F1."""
+    """``metrics``: the metrics ``summary.json`` and ``cities.tsv`` by experiment or ensemble
+    name; ``kinds``: whether each is an ``experiment`` or an ``ensemble``; ``inputs``: whether
+    each reads the scenes or the cities' temporal stacks. One row each and per baseline, the
+    overall scores and the F1 of each city; sorted by test F1, then training F1."""
     rows = [
-        model_row(name, kinds[name], inputs[name], json.loads(Path(path).read_text()))
-        for name, path in summaries.items()
+        model_row(
+            name,
+            kinds[name],
+            inputs[name],
+            json.loads(Path(summary).read_text()),
+            pd.read_csv(cities, sep="\t"),
+        )
+        for name, (summary, cities) in metrics.items()
     ]
     rows += baseline_rows(json.loads(Path(baseline_path).read_text()))
-    table = pd.DataFrame(rows, columns=COLUMNS).sort_values(
+    city_columns = sorted({c for row in rows for c in row if c.startswith("f1 ")})
+    table = pd.DataFrame(rows, columns=COLUMNS + city_columns).sort_values(
         ["test_f1", "train_f1"], ascending=False, na_position="last", kind="stable"
     )
     with atomic_path(out_path) as tmp:
