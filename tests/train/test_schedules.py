@@ -66,12 +66,19 @@ def poly(step, total, power=0.9):
             {"name": "poly_restart", "power": 0.9, "restart_every": 2},
             lambda k: poly(k % (2 * STEPS_PER_EPOCH), 2 * STEPS_PER_EPOCH),
         ),
+        (  # the seed's FPN: a second half at half the learning rate
+            {"name": "poly_restart", "power": 0.9, "restart_every": 2, "restart_factor": 0.5},
+            lambda k: (
+                0.5 ** (k // (2 * STEPS_PER_EPOCH))
+                * poly(k % (2 * STEPS_PER_EPOCH), 2 * STEPS_PER_EPOCH)
+            ),
+        ),
         (
             {"name": "cosine"},
             lambda k: LR * (1 + math.cos(math.pi * k / (EPOCHS * STEPS_PER_EPOCH))) / 2,
         ),
     ],
-    ids=["poly", "poly_restart", "cosine"],
+    ids=["poly", "poly_restart", "poly_restart_halving", "cosine"],
 )
 def test_learning_rate_trace_of_a_lightning_run(tmp_path, schedule, expected):
     trace = lr_trace(tmp_path, schedule)

@@ -53,8 +53,12 @@ def build_scheduler(
         )
     elif name == "poly_restart":
         period = max(spec.get("restart_every", 10) * steps_per_epoch, 1)
+        decay = spec.get("restart_factor", 1.0)
         scheduler = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda step: poly_factor(step % period, period, spec["power"])
+            optimizer,
+            lambda step: (
+                decay ** (step // period) * poly_factor(step % period, period, spec["power"])
+            ),
         )
     else:
         raise ValueError(f"unknown schedule {name!r}")
