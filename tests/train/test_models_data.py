@@ -27,7 +27,8 @@ def test_every_shipped_experiment_builds_and_steps(path):
     assert all(g is not None for g in grads)
 
 
-def test_the_seed_experiments_keep_the_seed_settings():
+def test_the_seed_experiments_keep_the_seed_files_settings():
+    """Facts from the seed's configs/train and configs/inference files (docs/replicas.md)."""
     lw = load_experiment(REPO / "config/experiments/lwrefinenet.yaml")
     assert lw["optimizer"] == {
         "name": "sgd",
@@ -36,12 +37,22 @@ def test_the_seed_experiments_keep_the_seed_settings():
         "nesterov": True,
         "weight_decay": 5e-4,
     }
-    assert (lw["batch_size"], lw["accumulate"], lw["epochs"]) == (22, 2, 100)
+    assert (lw["batch_size"], lw["accumulate"], lw["epochs"]) == (22, 1, 100)
     assert lw["loss"] == [{"name": "ce", "class_weights": [0.1, 2.0], "weight": 1.0}]
-    assert (lw["sampler"]["with_target"], lw["sampler"]["without_target"]) == (0.7, 0.3)
+    # weight_per_class=(0.7, 0.3) indexed by "tile has built-up"
+    assert (lw["sampler"]["with_target"], lw["sampler"]["without_target"]) == (0.3, 0.7)
     fpn = load_experiment(REPO / "config/experiments/fpn_se_resnext50_db.yaml")
     assert fpn["model"]["encoder"] == "se_resnext50_32x4d" and fpn["recipe"] == "db3"
-    assert fpn["tta"] == "rot90" and [t["name"] for t in fpn["loss"]] == ["ce", "jaccard"]
+    assert fpn["loss"] == [{"name": "ce", "class_weights": [0.5, 1.5], "weight": 1.0}]
+    assert (fpn["optimizer"]["name"], fpn["optimizer"]["lr"]) == ("adam", 2e-3)
+    assert (fpn["batch_size"], fpn["accumulate"], fpn["epochs"]) == (23, 2, 50)
+    assert fpn["schedule"]["restart_every"] * 2 == fpn["epochs"]
+    assert fpn["schedule"]["restart_factor"] == 0.5
+    assert fpn["tta"] == "rot90_without_identity" and fpn["precision"] == "16-mixed"
+    for spec in (lw, fpn):
+        names = [t["name"] for t in spec["augmentation"]["train"]]
+        assert names == ["RandomResizedCrop", "OneOf"]  # no CoarseDropout in the seed's files
+        assert spec["augmentation"]["train"][1]["p"] == 0.5
 
 
 def test_lwrefinenet_any_channel_count():
