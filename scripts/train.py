@@ -7,8 +7,11 @@ from builtup.train.loop import train
 
 
 def main(inputs, outputs, params):
+    spec = load_experiment(inputs.experiment)
+    if inputs.weights:  # the fetched ImageNet weights or the experiment's own file
+        spec["model"]["encoder_weights"] = str(inputs.weights[0])
     train(
-        load_experiment(inputs.experiment),
+        spec,
         inputs.summary,
         inputs.tiles,
         scene_stacks(inputs.images, inputs.masks),

@@ -1,4 +1,4 @@
-"""Command line: ``builtup generate-demo | make-sheet | export-tile | train``."""
+"""Command line: ``builtup generate-demo | make-sheet | export-tile | train | fetch-weights``."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from builtup.config.experiment import LIBRARIES
 from builtup.config.sheet import scan_unosat
 from builtup.core.errors import InputError
 from builtup.demo import generator as demo
@@ -62,6 +63,14 @@ def _train(args) -> None:
         max_epochs=args.max_epochs,
         mlruns=results / "mlruns",
     )
+
+
+def _fetch_weights(args) -> None:
+    from builtup.train.weights import fetch_imagenet
+
+    out = args.output or f"resources/weights/{args.library}-{args.encoder}-imagenet.pth"
+    summary = fetch_imagenet(args.library, args.encoder, out)
+    print(f"{summary['path']}: sha256 {summary['sha256']} (from {summary['source']})")
 
 
 def _count(low: int, high: int | None = None):
@@ -137,6 +146,18 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--strategy", help="override the experiment's strategy (e.g. ddp)")
     t.add_argument("--max-epochs", type=int, help="override the experiment's epochs")
     t.set_defaults(func=_train)
+
+    w = sub.add_parser(
+        "fetch-weights",
+        help="download an encoder's ImageNet weights into a file (and its .sha256), "
+        "to copy to a machine without network",
+    )
+    w.add_argument("library", choices=LIBRARIES, help="smp encoder, or timm model")
+    w.add_argument("encoder", help="encoder name, e.g. se_resnext50_32x4d")
+    w.add_argument(
+        "-o", "--output", help="default resources/weights/<library>-<encoder>-imagenet.pth"
+    )
+    w.set_defaults(func=_fetch_weights)
     return p
 
 

@@ -7,6 +7,7 @@ from builtup.core.errors import InputError
 from builtup.train.data import TargetWeightedSampler
 from builtup.train.losses import WeightedSum
 from builtup.train.models import LWRefineNet, build_model
+from builtup.train.weights import sha256_of
 
 from conftest import REPO
 
@@ -103,13 +104,43 @@ def test_encoder_weights_file(tmp_path):
         source.encoder.state_dict().values(), loaded.encoder.state_dict().values(), strict=True
     ):
         assert torch.equal(a, b)
+    other = build_model({**spec, "encoder": "mobilenetv2_100"}, 3)
+    torch.save(other.encoder.state_dict(), tmp_path / "other.pth")
     with pytest.raises(InputError, match="weights do not fit the encoder"):
-        build_model({**spec, "encoder_weights": str(tmp_path / "enc.pth")}, 5)
+        build_model({**spec, "encoder_weights": str(tmp_path / "other.pth")}, 3)
     with pytest.raises(InputError, match="does not exist"):
         build_model({**spec, "encoder_weights": str(tmp_path / "missing.pth")}, 3)
     (tmp_path / "junk.pth").write_bytes(b"junk")
     with pytest.raises(InputError, match="cannot be read as a weights file"):
         build_model({**spec, "encoder_weights": str(tmp_path / "junk.pth")}, 3)
+
+
+def test_rgb_weights_are_adapted_to_other_channel_counts(tmp_path):
+    """As timm and smp do for ImageNet weights: the first convolution's RGB kernels repeated
+    over the input channels and scaled by 3 / channels; every other weight as saved."""
+    spec = {"architecture": "Unet", "encoder": "resnet18"}
+    source = build_model(spec, 3)
+    torch.save(source.encoder.state_dict(), tmp_path / "rgb.pth")
+    loaded = build_model({**spec, "encoder_weights": str(tmp_path / "rgb.pth")}, 4)
+    rgb, four = source.encoder.conv1.weight, loaded.encoder.conv1.weight
+    assert four.shape[1] == 4
+    torch.testing.assert_close(four[:, :3], rgb * 3 / 4)
+    torch.testing.assert_close(four[:, 3], rgb[:, 0] * 3 / 4)
+    torch.testing.assert_close(
+        loaded.encoder.layer1[0].conv1.weight, source.encoder.layer1[0].conv1.weight
+    )
+
+
+def test_a_weights_file_that_differs_from_its_checksum_is_refused(tmp_path):
+    spec = {"architecture": "lwrefinenet", "encoder": "mobilenetv2_050", "options": {"width": 16}}
+    path = tmp_path / "enc.pth"
+    torch.save(build_model(spec, 3).encoder.state_dict(), path)
+    (tmp_path / "enc.pth.sha256").write_text(f"{sha256_of(path)}  enc.pth\n")
+    build_model({**spec, "encoder_weights": str(path)}, 3)
+    with open(path, "ab") as fh:
+        fh.write(b"\0")
+    with pytest.raises(InputError, match="sha256 differs from enc.pth.sha256"):
+        build_model({**spec, "encoder_weights": str(path)}, 3)
 
 
 def test_sampler_frequencies_match_weights():

@@ -17,6 +17,8 @@ from builtup.config.experiment import load_experiment
 from builtup.core.errors import InputError
 from builtup.train.data import stacks_under
 from builtup.train.datamodule import TrainingData
+from builtup.train.models import LWRefineNet
+from builtup.train.weights import sha256_of
 
 from conftest import TINY, Sandbox, rewrite_pixel
 
@@ -305,3 +307,35 @@ def test_a_stack_experiment_draws_the_stacks_tiles_only(tiny):
     assert len(stacked.train_set) == summary["tiles_by_kind"]["stack"]["train"] == 3 * 9
     image, mask = stacked.val_set[0]
     assert image.shape == (128, 128, 3) and torch.isfinite(image).all()
+
+
+def test_imagenet_weights_come_from_the_local_fetch_rule(tiny, tmp_path, monkeypatch):
+    """A training job never downloads: the weights are a file the local rule fetches, or one
+    placed by hand beside its checksum; offline, one line says which file and from where."""
+    box = Sandbox.copy(tiny, tmp_path / "box")
+    path = box.root / "config/experiments/tiny.yaml"
+    spec = yaml.safe_load(path.read_text())
+    spec["model"]["encoder_weights"] = "imagenet"
+    path.write_text(yaml.safe_dump(spec))
+    target = f"results/models/tiny/{FOLD}/model.ckpt"
+    weights = box.root / "resources/weights/timm-mobilenetv2_050-imagenet.pth"
+    assert box.stale_jobs(target)["fetch_encoder_weights"] == 1
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # an offline node, without connection timeouts
+    result = box.snakemake(target)
+    errors = [line for line in result.stderr.splitlines() if line.startswith("ERROR: ")]
+    assert result.returncode != 0 and len(errors) == 1, result.stderr[-3000:]
+    assert str(weights.relative_to(box.root)) in errors[0]
+    assert "builtup fetch-weights timm mobilenetv2_050" in errors[0]
+    assert not weights.exists() and not (box.root / target).exists()
+
+    encoder = LWRefineNet.timm_encoder("mobilenetv2_050")
+    weights.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(encoder.state_dict(), weights)
+    Path(f"{weights}.sha256").write_text(f"{sha256_of(weights)}  {weights.name}\n")
+    assert "fetch_encoder_weights" not in box.stale_jobs(target)
+    with open(weights, "ab") as fh:  # damaged on its way to the cluster
+        fh.write(b"\0")
+    result = box.snakemake(target)
+    assert result.returncode != 0
+    assert f"ERROR: {weights.relative_to(box.root)}: sha256 differs" in result.stderr

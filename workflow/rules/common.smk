@@ -6,7 +6,7 @@ from snakemake.exceptions import WorkflowError
 from builtup.core.bands import STACK
 from builtup.core.errors import InputError
 from builtup.core.recipes import get_recipe
-from builtup.config.experiment import read_experiment
+from builtup.config.experiment import LIBRARIES, read_experiment, weights_file
 from builtup.prepare.folds import ALL_CITIES
 from builtup.prepare.temporal import orbit_of
 from builtup.config.schema import check_against_schema
@@ -144,6 +144,7 @@ wildcard_constraints:
     fold=_alternatives([*TRAIN_CITIES, ALL_CITIES]),
     experiment=_alternatives([*EXPERIMENTS, *ENSEMBLES]),
     masks="masks|eval_masks",
+    library="|".join(LIBRARIES),
 
 
 # -------- Demo ----------------------------------------------------------------
@@ -261,6 +262,17 @@ def experiment_gpus(wildcards):
     """GPUs a training job asks for: the experiment's devices unless it is pinned to the CPU."""
     spec = EXPERIMENTS[wildcards.experiment]
     return 0 if spec["accelerator"] == "cpu" else spec["devices"]
+
+
+def experiment_weights(wildcards):
+    """The encoder weights file a training job starts from: none (random initialisation),
+    the ImageNet weights fetched by fetch_encoder_weights, or the experiment's own file.
+    """
+    model = EXPERIMENTS[wildcards.experiment]["model"]
+    weights = model["encoder_weights"]
+    if weights is None:
+        return []
+    return [weights_file(model) if weights == "imagenet" else weights]
 
 
 def trained_folds():

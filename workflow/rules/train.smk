@@ -5,6 +5,7 @@ rule train:
         tiles="results/folds/{fold}/tiles.tsv",
         images=experiment_tiles("images"),
         masks=experiment_tiles("masks"),
+        weights=experiment_weights,
     output:
         model="results/models/{experiment}/{fold}/model.ckpt",
         metrics="results/models/{experiment}/{fold}/metrics.csv",
@@ -47,3 +48,27 @@ rule train:
         mlruns="results/mlruns",
     script:
         "../../scripts/train.py"
+
+
+# Runs where Snakemake runs (the login node of a cluster), so that training jobs on offline
+# GPU nodes only read the file.
+rule fetch_encoder_weights:
+    output:
+        weights="resources/weights/{library}-{encoder}-imagenet.pth",
+        checksum="resources/weights/{library}-{encoder}-imagenet.pth.sha256",
+    log:
+        "results/logs/fetch_encoder_weights/{library}-{encoder}.log",
+    benchmark:
+        "results/benchmarks/fetch_encoder_weights/{library}-{encoder}.tsv"
+    localrule: True
+    conda:
+        "../../envs/torch.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    params:
+        library=lambda wildcards: wildcards.library,
+        encoder=lambda wildcards: wildcards.encoder,
+    script:
+        "../../scripts/fetch_weights.py"

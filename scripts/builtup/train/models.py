@@ -1,8 +1,11 @@
 """Segmentation models: LW-RefineNet on timm features, and every smp architecture by name.
 
 Encoder weights: ``null`` (random initialisation, the default), ``imagenet``
-(downloaded by timm/smp, needs the network) or the path of a local weights
-file (a state dict of the encoder, or a checkpoint holding ``state_dict``).
+(downloaded by timm/smp, needs the network; the workflow fetches them once into a
+local file instead, :mod:`builtup.train.weights`) or the path of a local weights
+file (a state dict of the encoder, or a checkpoint holding ``state_dict``; checked
+against its ``.sha256`` when there is one; a first convolution made for another
+number of input channels is adapted, as timm and smp do for ImageNet weights).
 """
 
 from __future__ import annotations
@@ -13,11 +16,12 @@ import segmentation_models_pytorch as smp
 import timm
 import torch
 import torch.nn.functional as F
+from timm.models import adapt_input_conv
 from torch import nn
 
+from builtup.config.experiment import LWREFINENET
 from builtup.core.errors import InputError
-
-LWREFINENET = "lwrefinenet"
+from builtup.train.weights import verified
 
 
 class ChainedResidualPooling(nn.Module):
@@ -55,13 +59,7 @@ class LWRefineNet(nn.Module):
         pretrained: bool = False,
     ):
         super().__init__()
-        self.encoder = timm.create_model(
-            encoder,
-            features_only=True,
-            out_indices=(1, 2, 3, 4),
-            in_chans=in_channels,
-            pretrained=pretrained,
-        )
+        self.encoder = self.timm_encoder(encoder, in_channels, pretrained)
         channels = self.encoder.feature_info.channels()
         self.lateral = nn.ModuleList(nn.Conv2d(c, width, 1, bias=False) for c in channels)
         self.refine = nn.ModuleList(ChainedResidualPooling(width) for _ in channels)
@@ -72,6 +70,21 @@ class LWRefineNet(nn.Module):
             nn.ReLU(inplace=True),
             nn.Conv2d(width, classes, 1),
         )
+
+    @staticmethod
+    def timm_encoder(name: str, in_channels: int = 3, pretrained: bool = False) -> nn.Module:
+        """The timm feature extractor of its 4 deepest levels (strides 4 to 32)."""
+        return timm.create_model(
+            name,
+            features_only=True,
+            out_indices=(1, 2, 3, 4),
+            in_chans=in_channels,
+            pretrained=pretrained,
+        )
+
+    @classmethod
+    def pretrained_encoder(cls, name: str) -> nn.Module:
+        return cls.timm_encoder(name, pretrained=True)
 
     def forward(self, x):
         features = self.encoder(x)
@@ -108,7 +121,7 @@ def build_model(spec: dict, in_channels: int) -> nn.Module:
     except (KeyError, RuntimeError) as err:
         raise ValueError(f"cannot build {arch} with encoder {encoder!r}: {err}") from None
     if weights and not imagenet:
-        load_encoder_weights(model.encoder, weights)
+        load_encoder_weights(model.encoder, verified(weights))
     return model
 
 
@@ -138,6 +151,24 @@ def smp_architectures() -> list[str]:
     ]
 
 
+def adapted_input_convs(state: dict, target: dict) -> dict:
+    """``state`` with each convolution that differs from ``target`` only in its input channels
+    (the first one, for inputs other than RGB) adapted as timm does for pretrained weights."""
+    adapted = dict(state)
+    for key, weight in state.items():
+        wanted = target.get(key)
+        if (
+            wanted is not None
+            and weight.ndim == 4
+            and wanted.ndim == 4
+            and weight.shape[1] != wanted.shape[1]
+            and weight.shape[0] == wanted.shape[0]
+            and weight.shape[2:] == wanted.shape[2:]
+        ):
+            adapted[key] = adapt_input_conv(wanted.shape[1], weight, base_chans=weight.shape[1])
+    return adapted
+
+
 def load_encoder_weights(encoder: nn.Module, path: str | Path) -> None:
     path = Path(path)
     if not path.is_file():
@@ -146,7 +177,7 @@ def load_encoder_weights(encoder: nn.Module, path: str | Path) -> None:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 (any unpickling failure means an unusable file)
         raise InputError(path, f"cannot be read as a weights file: {err}") from None
-    state = state.get("state_dict", state)
+    state = adapted_input_convs(state.get("state_dict", state), encoder.state_dict())
     try:
         encoder.load_state_dict(state, strict=True)
     except RuntimeError as err:
