@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from builtup.config.experiment import LIBRARIES
+from builtup.config.encoders import LIBRARIES
 from builtup.config.sheet import scan_unosat
 from builtup.core.errors import InputError
 from builtup.demo import generator as demo

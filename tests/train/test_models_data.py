@@ -3,11 +3,11 @@ import pytest
 import torch
 
 from builtup.config.experiment import input_channels, load_experiment
+from builtup.core.checksums import sha256_of
 from builtup.core.errors import InputError
 from builtup.train.data import TargetWeightedSampler
 from builtup.train.losses import WeightedSum
 from builtup.train.models import LWRefineNet, build_model
-from builtup.train.weights import sha256_of
 
 from conftest import REPO
 

@@ -3,20 +3,21 @@
 import pytest
 import torch
 
-from builtup.config.experiment import weights_file
+from builtup.config.encoders import weights_file
+from builtup.core.checksums import sha256_of
 from builtup.core.errors import InputError
 from builtup.train import weights
 from builtup.train.models import build_model
-from builtup.train.weights import fetch_imagenet, sha256_of
+from builtup.train.weights import fetch_imagenet
 
 
 def test_weights_files_are_named_by_library_and_encoder():
-    assert weights_file({"architecture": "FPN", "encoder": "resnet50"}) == (
+    assert weights_file({"architecture": "FPN", "encoder": "resnet50"}, "resources/weights") == (
         "resources/weights/smp-resnet50-imagenet.pth"
     )
-    assert weights_file({"architecture": "lwrefinenet", "encoder": "mobilenetv2_100"}) == (
-        "resources/weights/timm-mobilenetv2_100-imagenet.pth"
-    )
+    assert weights_file(
+        {"architecture": "lwrefinenet", "encoder": "mobilenetv2_100"}, "resources/weights"
+    ) == ("resources/weights/timm-mobilenetv2_100-imagenet.pth")
 
 
 def test_without_network_one_line_names_the_file_and_its_source(tmp_path, monkeypatch):

@@ -14,11 +14,11 @@ import torch
 import yaml
 
 from builtup.config.experiment import load_experiment
+from builtup.core.checksums import sha256_of
 from builtup.core.errors import InputError
 from builtup.train.data import stacks_under
 from builtup.train.datamodule import TrainingData
 from builtup.train.models import LWRefineNet
-from builtup.train.weights import sha256_of
 
 from conftest import TINY, Sandbox, rewrite_pixel
 

@@ -6,7 +6,8 @@ from snakemake.exceptions import WorkflowError
 from builtup.core.bands import STACK
 from builtup.core.errors import InputError
 from builtup.core.recipes import get_recipe
-from builtup.config.experiment import LIBRARIES, read_experiment, weights_file
+from builtup.config.encoders import LIBRARIES, weights_file
+from builtup.config.experiment import read_experiment
 from builtup.prepare.folds import ALL_CITIES
 from builtup.prepare.temporal import orbit_of
 from builtup.config.schema import check_against_schema
@@ -272,7 +273,9 @@ def experiment_weights(wildcards):
     weights = model["encoder_weights"]
     if weights is None:
         return []
-    return [weights_file(model) if weights == "imagenet" else weights]
+    return [
+        weights_file(model, "resources/weights") if weights == "imagenet" else weights
+    ]
 
 
 def trained_folds():

@@ -15,20 +15,6 @@ from builtup.config.schema import check_against_schema
 from builtup.core.errors import InputError
 from builtup.core.recipes import get_recipe
 
-LWREFINENET = "lwrefinenet"  # the architecture built on timm; every other one is smp's
-LIBRARIES = ("smp", "timm")
-
-
-def library_of(architecture: str) -> str:
-    """The library whose encoders an architecture uses."""
-    return "timm" if architecture.lower() == LWREFINENET else "smp"
-
-
-def weights_file(model: dict, folder: str = "resources/weights") -> str:
-    """Where the ImageNet encoder weights of an experiment's ``model`` section are kept
-    (:mod:`builtup.train.weights` fetches them)."""
-    return f"{folder}/{library_of(model['architecture'])}-{model['encoder']}-imagenet.pth"
-
 
 def read_experiment(path: str | Path) -> dict:
     """The experiment at ``path`` with defaults filled in; InputError on a schema violation."""

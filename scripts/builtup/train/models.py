@@ -19,9 +19,9 @@ import torch.nn.functional as F
 from timm.models import adapt_input_conv
 from torch import nn
 
-from builtup.config.experiment import LWREFINENET
+from builtup.config.encoders import LWREFINENET
+from builtup.core.checksums import verified
 from builtup.core.errors import InputError
-from builtup.train.weights import verified
 
 
 class ChainedResidualPooling(nn.Module):

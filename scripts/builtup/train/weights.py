@@ -9,13 +9,14 @@ hub) or timm; the training job only reads the file, so it never needs the networ
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import torch
 
+from builtup.core.checksums import checksum_path, sha256_of
 from builtup.core.errors import InputError
 from builtup.core.rasters import atomic_path
+from builtup.train.models import LWRefineNet
 
 
 def source_of(library: str, encoder: str) -> str:
@@ -44,17 +45,7 @@ def pretrained_encoder(library: str, encoder: str) -> torch.nn.Module:
         import segmentation_models_pytorch as smp
 
         return smp.encoders.get_encoder(encoder, weights="imagenet")
-    from builtup.train.models import LWRefineNet
-
     return LWRefineNet.pretrained_encoder(encoder)
-
-
-def sha256_of(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def fetch_imagenet(library: str, encoder: str, out_path: str | Path) -> dict:
@@ -82,18 +73,3 @@ def fetch_imagenet(library: str, encoder: str, out_path: str | Path) -> dict:
     with atomic_path(checksum_path(out_path)) as tmp:
         tmp.write_text(f"{checksum}  {out_path.name}\n")
     return {"path": str(out_path), "source": source, "sha256": checksum}
-
-
-def checksum_path(path: str | Path) -> Path:
-    return Path(f"{path}.sha256")
-
-
-def verified(path: str | Path) -> Path:
-    """``path`` after checking it against its ``.sha256`` (when there is one)."""
-    path = Path(path)
-    sidecar = checksum_path(path)
-    if path.is_file() and sidecar.is_file():
-        expected = sidecar.read_text().split()[0]
-        if sha256_of(path) != expected:
-            raise InputError(path, f"sha256 differs from {sidecar.name}: corrupt or replaced")
-    return path

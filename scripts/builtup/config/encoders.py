@@ -1,0 +1,20 @@
+"""Which library builds an experiment's encoder, and where its ImageNet weights are kept.
+
+Light on purpose: the workflow reads it when it parses the rules.
+"""
+
+from __future__ import annotations
+
+LWREFINENET = "lwrefinenet"  # the architecture built on timm; every other one is smp's
+LIBRARIES = ("smp", "timm")
+
+
+def library_of(architecture: str) -> str:
+    """The library whose encoders an architecture uses."""
+    return "timm" if architecture.lower() == LWREFINENET else "smp"
+
+
+def weights_file(model: dict, folder: str) -> str:
+    """The file in ``folder`` that holds the ImageNet encoder weights of an experiment's
+    ``model`` section (:mod:`builtup.train.weights` fetches it)."""
+    return f"{folder}/{library_of(model['architecture'])}-{model['encoder']}-imagenet.pth"
