@@ -45,16 +45,18 @@ def orbit_of(scene: str) -> str | None:
 
 
 class _Sums:
-    """Running per-pixel sums of one strip: count, sum, sum of squares, min, max per
-    polarisation, and sum and count per orbit."""
+    """Running per-pixel sums of one strip: count, sum and sum of squares (float64, for the
+    std), min and max per polarisation, and sum and count per orbit (float32: means only)."""
 
     def __init__(self, shape: tuple[int, int]):
         self.count = np.zeros(shape, np.int32)
         self.total = {p: np.zeros(shape) for p in POLARISATIONS}
         self.squares = {p: np.zeros(shape) for p in POLARISATIONS}
-        self.low = {p: np.full(shape, np.inf) for p in POLARISATIONS}
-        self.high = {p: np.full(shape, -np.inf) for p in POLARISATIONS}
-        self.orbit_total = {(o, p): np.zeros(shape) for o in ORBITS for p in POLARISATIONS}
+        self.low = {p: np.full(shape, np.inf, np.float32) for p in POLARISATIONS}
+        self.high = {p: np.full(shape, -np.inf, np.float32) for p in POLARISATIONS}
+        self.orbit_total = {
+            (o, p): np.zeros(shape, np.float32) for o in ORBITS for p in POLARISATIONS
+        }
         self.orbit_count = {o: np.zeros(shape, np.int32) for o in ORBITS}
 
     def add(self, bands: np.ndarray, orbit: str | None) -> None:
@@ -64,32 +66,36 @@ class _Sums:
         if orbit in ORBITS:
             self.orbit_count[orbit] += valid
         for pol, band in POLARISATIONS.items():
-            db = np.where(valid, to_db(bands[band - 1]).astype(np.float64), 0.0)
+            db = to_db(bands[band - 1])
+            np.copyto(db, np.float32(0), where=~valid)
             self.total[pol] += db
-            self.squares[pol] += db * db
-            np.minimum(self.low[pol], np.where(valid, db, np.inf), out=self.low[pol])
-            np.maximum(self.high[pol], np.where(valid, db, -np.inf), out=self.high[pol])
+            self.squares[pol] += np.square(db, dtype=np.float64)
+            np.minimum(self.low[pol], db, out=self.low[pol], where=valid)
+            np.maximum(self.high[pol], db, out=self.high[pol], where=valid)
             if orbit in ORBITS:
                 self.orbit_total[(orbit, pol)] += db
 
     def bands(self) -> np.ndarray:
-        """(len(STACK_BANDS), H, W) float32 in STACK_BANDS order."""
+        """(len(STACK_BANDS), H, W) float32 in STACK_BANDS order, written band by band so that
+        no float64 copy of the whole stack exists."""
+        out = np.empty((len(STACK_BANDS), *self.count.shape), np.float32)
         n = np.maximum(self.count, 1)
-        layers = []
+        index = 0
         for pol in ("vv", "vh"):
             mean = self.total[pol] / n
-            std = np.sqrt(np.maximum(self.squares[pol] / n - mean * mean, 0.0))
-            layers += [mean, std, self.low[pol], self.high[pol]]
+            out[index] = mean
+            out[index + 1] = np.sqrt(np.maximum(self.squares[pol] / n - mean * mean, 0.0))
+            out[index + 2], out[index + 3] = self.low[pol], self.high[pol]
+            index += 4
         for orbit in ORBITS:
             k = self.orbit_count[orbit]
             for pol in ("vv", "vh"):
-                layers.append(
-                    np.where(k > 0, self.orbit_total[(orbit, pol)] / np.maximum(k, 1), np.nan)
-                )
-        layers.append(self.count)
-        stack = np.stack(layers).astype(np.float32)
-        stack[:, self.count == 0] = np.nan
-        return stack
+                np.divide(self.orbit_total[(orbit, pol)], np.maximum(k, 1), out=out[index])
+                out[index][k == 0] = np.nan
+                index += 1
+        out[index] = self.count
+        out[:, self.count == 0] = np.nan
+        return out
 
 
 def temporal_stack(raster_paths: list, orbits: list, out_path) -> dict:
