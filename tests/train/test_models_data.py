@@ -61,6 +61,17 @@ def test_lwrefinenet_any_channel_count():
     assert model(torch.randn(1, 6, 70, 90)).shape == (1, 2, 70, 90)
 
 
+def test_lwrefinenet_head_at_stride_2_adds_the_finest_level_with_the_same_encoder():
+    fine = LWRefineNet("mobilenetv2_050", width=16, head_stride=2)
+    coarse = LWRefineNet("mobilenetv2_050", width=16)
+    assert fine(torch.randn(1, 3, 70, 90)).shape == (1, 2, 70, 90)
+    assert fine.encoder.feature_info.reduction() == [2, 4, 8, 16, 32]
+    assert coarse.encoder.feature_info.reduction() == [4, 8, 16, 32]
+    coarse.encoder.load_state_dict(fine.encoder.state_dict())  # one weights file for both
+    with pytest.raises(ValueError, match="head_stride must be 2 or 4"):
+        LWRefineNet("mobilenetv2_050", head_stride=8)
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [

@@ -47,7 +47,9 @@ class LWRefineNet(nn.Module):
 
     Each level is projected to ``width`` channels, summed with the upsampled
     coarser level, refined by chained residual pooling; the head works at
-    stride 4 and its logits are upsampled to the input size.
+    ``head_stride`` 4 (the original) or 2 (the encoder's stride-2 level added, for
+    structures of one or two pixels such as streets) and its logits are upsampled to
+    the input size.
     """
 
     def __init__(
@@ -57,9 +59,13 @@ class LWRefineNet(nn.Module):
         classes: int = 2,
         width: int = 256,
         pretrained: bool = False,
+        head_stride: int = 4,
     ):
         super().__init__()
-        self.encoder = self.timm_encoder(encoder, in_channels, pretrained)
+        if head_stride not in (2, 4):
+            raise ValueError(f"LW-RefineNet head_stride must be 2 or 4, not {head_stride}")
+        levels = (0, 1, 2, 3, 4) if head_stride == 2 else (1, 2, 3, 4)
+        self.encoder = self.timm_encoder(encoder, in_channels, pretrained, levels)
         channels = self.encoder.feature_info.channels()
         self.lateral = nn.ModuleList(nn.Conv2d(c, width, 1, bias=False) for c in channels)
         self.refine = nn.ModuleList(ChainedResidualPooling(width) for _ in channels)
@@ -72,12 +78,15 @@ class LWRefineNet(nn.Module):
         )
 
     @staticmethod
-    def timm_encoder(name: str, in_channels: int = 3, pretrained: bool = False) -> nn.Module:
-        """The timm feature extractor of its 4 deepest levels (strides 4 to 32)."""
+    def timm_encoder(
+        name: str, in_channels: int = 3, pretrained: bool = False, levels=(1, 2, 3, 4)
+    ) -> nn.Module:
+        """The timm feature extractor of the given levels (1 to 4: strides 4 to 32); the
+        weights do not depend on the levels."""
         return timm.create_model(
             name,
             features_only=True,
-            out_indices=(1, 2, 3, 4),
+            out_indices=levels,
             in_chans=in_channels,
             pretrained=pretrained,
         )
