@@ -57,7 +57,8 @@ def test_tiles_stats_and_folds(prepared):
     for fold in TRAIN:
         summary = json.loads((root / f"results/folds/{fold}/summary.json").read_text())
         assert summary["val_cities"] == [fold] and fold not in summary["train_cities"]
-        assert summary["train_tiles"] == 3 * 2 * 9
+        assert summary["train_tiles"] == 3 * 2 * 9 + 3 * 9  # the acquisitions', the stacks'
+        assert summary["tiles_by_kind"]["stack"] == {"train": 3 * 9, "val": 9}
         assert set(summary["normalisation"]) == {
             "linear3",
             "db3",
@@ -66,6 +67,9 @@ def test_tiles_stats_and_folds(prepared):
             "linear6",
             "log_sq3",
             "minmax_pow3",
+            "stack_mean",
+            "stack_mean_std",
+            "stack_all",
         }
         db = summary["normalisation"]["db3"]
         assert all(-30 < m < -5 for m in db["mean"]) and all(2 < s < 12 for s in db["std"])
@@ -92,10 +96,10 @@ def test_export_tile_command(prepared, tmp_path):
 
 TRAIN_SCENE_CHAIN = {
     "compose_raster": 1,
-    "rasterize_mask": 2,  # its training and its evaluation mask
+    "rasterize_mask": 3,  # its training and evaluation masks, and its city stack's mask
     "temporal_stack": 1,  # its city's stack
-    "cut_tiles": 1,
-    "tile_stats": 1,
+    "cut_tiles": 2,  # the scene's tiles and its city stack's
+    "tile_stats": 2,
     "fold": 4,
     "baseline": 1,  # the baselines read every labelled scene
     "leaderboard": 1,  # which holds the baselines even without an experiment
