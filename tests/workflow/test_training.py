@@ -318,6 +318,7 @@ def test_imagenet_weights_come_from_the_local_fetch_rule(tiny, tmp_path, monkeyp
     spec["model"]["encoder_weights"] = "imagenet"
     path.write_text(yaml.safe_dump(spec))
     target = f"results/models/tiny/{FOLD}/model.ckpt"
+    (box.root / target).unlink(missing_ok=True)  # an earlier test may have trained it
     weights = box.root / "resources/weights/timm-mobilenetv2_050-imagenet.pth"
     assert box.stale_jobs(target)["fetch_encoder_weights"] == 1
 
