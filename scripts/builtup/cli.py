@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from builtup.config.encoders import LIBRARIES
+from builtup.config.encoders import LIBRARIES, weights_name
 from builtup.config.sheet import scan_unosat
 from builtup.core.errors import InputError
 from builtup.demo import generator as demo
@@ -68,7 +68,7 @@ def _train(args) -> None:
 def _fetch_weights(args) -> None:
     from builtup.train.weights import fetch_imagenet
 
-    out = args.output or f"resources/weights/{args.library}-{args.encoder}-imagenet.pth"
+    out = args.output or f"resources/weights/{weights_name(args.library, args.encoder)}"
     summary = fetch_imagenet(args.library, args.encoder, out)
     print(f"{summary['path']}: sha256 {summary['sha256']} (from {summary['source']})")
 

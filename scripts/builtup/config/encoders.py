@@ -14,7 +14,12 @@ def library_of(architecture: str) -> str:
     return "timm" if architecture.lower() == LWREFINENET else "smp"
 
 
+def weights_name(library: str, encoder: str) -> str:
+    """The file name of an encoder's ImageNet weights (:mod:`builtup.train.weights`)."""
+    return f"{library}-{encoder}-imagenet.pth"
+
+
 def weights_file(model: dict, folder: str) -> str:
     """The file in ``folder`` that holds the ImageNet encoder weights of an experiment's
-    ``model`` section (:mod:`builtup.train.weights` fetches it)."""
-    return f"{folder}/{library_of(model['architecture'])}-{model['encoder']}-imagenet.pth"
+    ``model`` section."""
+    return f"{folder}/{weights_name(library_of(model['architecture']), model['encoder'])}"

@@ -23,3 +23,8 @@ BANDS = {SCENE: SCENE_BANDS, STACK: STACK_BANDS}
 def kind_of(scene: str) -> str:
     """The kind of raster a scene name stands for."""
     return STACK if scene == STACK else SCENE
+
+
+def raster_kind(descriptions) -> str:
+    """The kind of an open raster, from its band descriptions."""
+    return STACK if tuple(descriptions) == STACK_BANDS else SCENE

@@ -23,7 +23,7 @@ import torch
 import ttach
 
 from builtup.config.experiment import load_experiment
-from builtup.core.bands import SCENE, STACK, STACK_BANDS
+from builtup.core.bands import raster_kind
 from builtup.core.errors import InputError
 from builtup.core.probability import PROB_NODATA, PROB_SCALE, probability_raster
 from builtup.core.rasters import is_nodata, open_raster, read_window
@@ -144,7 +144,7 @@ class ScenePredictor:
 
     def predict_scene(self, scene_path: str | Path, out_path: str | Path) -> dict:
         with open_raster(scene_path) as src:
-            kind = STACK if src.descriptions == STACK_BANDS else SCENE
+            kind = raster_kind(src.descriptions)
             if kind != self.recipe.kind:
                 raise InputError(
                     scene_path,

@@ -10,7 +10,7 @@ import pandas as pd
 import rasterio
 from rasterio.enums import Resampling
 
-from builtup.core.bands import STACK_BANDS
+from builtup.core.bands import STACK, STACK_BANDS, raster_kind
 from builtup.core.classes import IGNORE
 from builtup.core.panels import plt, sample_row, save_figure, stretch
 from builtup.core.probability import read_probability
@@ -54,7 +54,7 @@ def plot_quicklook(
 
 def vv_db(src, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
     """(VV in dB, valid) at ``shape``: the scene's VV, or a temporal stack's mean VV."""
-    if src.descriptions == STACK_BANDS:
+    if raster_kind(src.descriptions) == STACK:
         vv = src.read(STACK_BANDS.index("vv_mean") + 1, out_shape=shape)
         valid = np.isfinite(vv)
         return np.where(valid, vv, np.float32(0)), valid
