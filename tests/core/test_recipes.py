@@ -49,6 +49,14 @@ def test_db5_and_linear_extras_by_hand(tile):
     assert log_sq[1, 0, 1] == pytest.approx(0.0, abs=1e-6)
 
 
+def test_clipped_vv_vh_by_hand(tile):
+    x, valid = tile
+    out = get_recipe("vvvh_clip2")(x, valid)
+    # band 0 is VH, band 1 VV: the recipe puts VV first, both clipped to [0, 2]
+    np.testing.assert_allclose(out[0], [[0.1, 1.0], [2.0, 0.0]], atol=1e-7)
+    np.testing.assert_allclose(out[1], [[0.01, 0.1], [1.0, 0.0]], atol=1e-7)
+
+
 def test_minmax_pow_is_per_sample(tile):
     x, valid = tile
     out = get_recipe("minmax_pow3")(x, valid)

@@ -67,6 +67,7 @@ def test_tiles_stats_and_folds(prepared):
             "linear6",
             "log_sq3",
             "minmax_pow3",
+            "vvvh_clip2",
             "stack_mean",
             "stack_mean_std",
             "stack_all",

@@ -85,6 +85,10 @@ def _minmax_pow(index: int) -> Callable[[Features], np.ndarray]:
     return channel
 
 
+def _clipped(index: int, low: float, high: float) -> Callable[[Features], np.ndarray]:
+    return lambda f: np.clip(f.x[index], np.float32(low), np.float32(high))
+
+
 SCENE_CHANNELS: dict[str, Callable[[Features], np.ndarray]] = {
     **{band: _band(i) for i, band in enumerate(SCENE_BANDS)},
     **{f"{band}_db": _db_band(i) for i, band in enumerate(SCENE_BANDS)},
@@ -96,6 +100,7 @@ SCENE_CHANNELS: dict[str, Callable[[Features], np.ndarray]] = {
     "vv*vh": lambda f: f["vv"] * f["vh"],
     "(vv+0.01)/(vh+0.01)": lambda f: (f["vv"] + 0.01) / (f["vh"] + 0.01),
     "sqrt(vh^2+vv^2)": lambda f: np.sqrt(f["vh"] * f["vh"] + f["vv"] * f["vv"]),
+    **{f"clip({band},0,2)": _clipped(i, 0.0, 2.0) for i, band in enumerate(SCENE_BANDS)},
 }
 STACK_CHANNELS: dict[str, Callable[[Features], np.ndarray]] = {
     **{band: _band(i) for i, band in enumerate(STACK_BANDS)},
@@ -144,6 +149,8 @@ RECIPES: dict[str, Recipe] = {
         Recipe("linear6", (*LINEAR3, "vv*vh", "(vv+0.01)/(vh+0.01)", "sqrt(vh^2+vv^2)")),
         Recipe("log_sq3", _named("log({}^2)")),
         Recipe("minmax_pow3", _named("minmax_pow({})")),
+        # The 2nd-place solution's input (tdyczek/unosat): linear VV and VH clipped to [0, 2]
+        Recipe("vvvh_clip2", ("clip(vv,0,2)", "clip(vh,0,2)")),
         # Over the acquisitions, so the same channels whatever their number (1 to 16 and more);
         # min and max widen with more acquisitions, the means and the spread do not.
         Recipe("stack_mean", ("vv_mean", "vh_mean", "vv_mean-vh_mean"), STACK),

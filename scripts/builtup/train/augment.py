@@ -12,18 +12,13 @@ import albumentations as A
 
 
 def build_transform(entry: dict) -> A.BasicTransform:
-    options = {k: v for k, v in entry.items() if k not in ("name", "transforms")}
+    # YAML has no tuples: every list argument (sizes, ranges, limits) becomes one
+    options = {
+        key: tuple(value) if isinstance(value, list) else value
+        for key, value in entry.items()
+        if key not in ("name", "transforms")
+    }
     cls = getattr(A, entry["name"])
-    for key in (
-        "size",
-        "scale",
-        "ratio",
-        "num_holes_range",
-        "hole_height_range",
-        "hole_width_range",
-    ):
-        if isinstance(options.get(key), list):
-            options[key] = tuple(options[key])
     if "transforms" in entry:
         return cls([build_transform(t) for t in entry["transforms"]], **options)
     return cls(**options)

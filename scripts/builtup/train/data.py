@@ -1,4 +1,4 @@
-"""Training data: tiles of a fold through a recipe, normalisation and augmentation; the sampler."""
+"""Training data: a fold's samples through recipe, normalisation and augmentation; the sampler."""
 
 from __future__ import annotations
 
@@ -49,54 +49,37 @@ def stacks_under(root: str | Path) -> dict[tuple[str, str], TileSet]:
     return scene_stacks(images, [path.with_name("masks.npy") for path in images])
 
 
-class TileDataset(Dataset):
+def stacks_of(rows: pd.DataFrame, stacks: dict[tuple[str, str], TileSet]) -> dict:
+    """The tile stacks of the scenes the rows name; InputError if one was not given."""
+    scenes = set(zip(rows["city"], rows["scene"], strict=True))
+    missing = sorted(scenes - set(stacks))
+    if missing:
+        raise InputError(
+            "/".join(missing[0]), "the fold lists tiles of a scene whose stacks were not given"
+        )
+    return {key: stacks[key] for key in scenes}
+
+
+class SampleDataset(Dataset):
     """(input, mask) pairs: recipe applied, normalised with the fold's statistics, augmented.
 
+    Subclasses say where a sample's (image (C, H, W), mask (H, W)) comes from (:meth:`read`).
     Inputs come out channels-last, (H, W, C) float32, because augmentation works
     on that layout and channels-last is what the GPU models run fastest on:
-    the model permutes the batch to (N, C, H, W) without a copy. Tile stacks are
-    memory-mapped lazily, once per worker process.
+    the model permutes the batch to (N, C, H, W) without a copy.
     """
 
-    def __init__(
-        self,
-        rows: pd.DataFrame,
-        stacks: dict[tuple[str, str], TileSet],
-        recipe: str,
-        mean: list[float],
-        std: list[float],
-        augmentation=None,
-    ):
-        missing = sorted(set(zip(rows["city"], rows["scene"], strict=True)) - set(stacks))
-        if missing:
-            raise InputError(
-                "/".join(missing[0]), "the fold lists tiles of a scene whose stacks were not given"
-            )
-        self.stacks = stacks
-        self.keys = [
-            ((c, s), int(t))
-            for c, s, t in zip(rows["city"], rows["scene"], rows["tile"], strict=True)
-        ]
-        self.has_target = (rows["target_ratio"].to_numpy() > 0) if len(rows) else np.zeros(0, bool)
+    def __init__(self, recipe: str, mean: list[float], std: list[float], augmentation=None):
         self.recipe = get_recipe(recipe)
         self.mean = np.asarray(mean, np.float32)[:, None, None]
         self.std = np.asarray(std, np.float32)[:, None, None]
         self.augmentation = augmentation
-        self._stacks: dict[str, tuple[np.ndarray, np.ndarray]] = {}
 
-    def __len__(self) -> int:
-        return len(self.keys)
-
-    def _stack(self, scene: tuple[str, str]):
-        if scene not in self._stacks:
-            self._stacks[scene] = self.stacks[scene].load()
-        return self._stacks[scene]
+    def read(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        raise NotImplementedError
 
     def __getitem__(self, index: int):
-        scene, tile = self.keys[index]
-        images, masks = self._stack(scene)
-        image = np.asarray(images[tile])
-        mask = np.array(masks[tile])
+        image, mask = self.read(index)
         valid = mask != IGNORE
         x = self.recipe(image, valid)
         x -= self.mean
@@ -109,6 +92,41 @@ class TileDataset(Dataset):
         return torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(
             np.ascontiguousarray(mask)
         )
+
+
+class TileDataset(SampleDataset):
+    """The fold's pre-cut tiles; tile stacks are memory-mapped lazily, once per worker."""
+
+    def __init__(
+        self,
+        rows: pd.DataFrame,
+        stacks: dict[tuple[str, str], TileSet],
+        recipe: str,
+        mean: list[float],
+        std: list[float],
+        augmentation=None,
+    ):
+        super().__init__(recipe, mean, std, augmentation)
+        self.stacks = stacks_of(rows, stacks)
+        self.keys = [
+            ((c, s), int(t))
+            for c, s, t in zip(rows["city"], rows["scene"], rows["tile"], strict=True)
+        ]
+        self.has_target = (rows["target_ratio"].to_numpy() > 0) if len(rows) else np.zeros(0, bool)
+        self._stacks: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def _stack(self, scene: tuple[str, str]):
+        if scene not in self._stacks:
+            self._stacks[scene] = self.stacks[scene].load()
+        return self._stacks[scene]
+
+    def read(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        scene, tile = self.keys[index]
+        images, masks = self._stack(scene)
+        return np.asarray(images[tile]), np.array(masks[tile])
 
 
 def seed_worker_augmentation(worker_id: int) -> None:

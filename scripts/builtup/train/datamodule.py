@@ -1,5 +1,5 @@
-"""The fold's tiles as a Lightning data module: weighted, augmented training draws; whole
-validation tiles; both sharded across DDP ranks."""
+"""The fold as a Lightning data module: weighted, augmented training draws (of tiles or of
+scene windows); whole validation tiles; both sharded across DDP ranks."""
 
 from __future__ import annotations
 
@@ -15,7 +15,9 @@ from builtup.train.data import (
     TileDataset,
     fold_tiles,
     seed_worker_augmentation,
+    stacks_of,
 )
+from builtup.train.windows import SceneWindowDataset
 
 
 class TrainingData(L.LightningDataModule):
@@ -36,9 +38,23 @@ class TrainingData(L.LightningDataModule):
         augmentation = build_augmentation(spec["augmentation"]["train"])
         if augmentation is not None:
             augmentation.set_random_seed(spec["seed"])
-        common = (stacks, spec["recipe"], norm["mean"], norm["std"])
-        self.train_set = TileDataset(train_rows, *common, augmentation=augmentation)
-        self.val_set = TileDataset(fold_tiles(fold_tiles_tsv, "val", kind), *common)
+        common = (spec["recipe"], norm["mean"], norm["std"])
+        if spec["sampler"]["source"] == "scenes":
+            self.train_set = SceneWindowDataset(
+                stacks_of(train_rows, stacks),
+                spec["sampler"]["window"],
+                *common,
+                augmentation=augmentation,
+            )
+        else:
+            self.train_set = TileDataset(train_rows, stacks, *common, augmentation=augmentation)
+        self.val_set = TileDataset(fold_tiles(fold_tiles_tsv, "val", kind), stacks, *common)
+
+    def epoch_length(self) -> int:
+        """Draws per epoch: the experiment's, or one pass over the tiles (or scenes)."""
+        return self.spec["sampler"]["samples_per_epoch"] or getattr(
+            self.train_set, "epoch_length", len(self.train_set)
+        )
 
     def _loader(self, dataset, sampler, batch_size):
         return DataLoader(
@@ -58,7 +74,7 @@ class TrainingData(L.LightningDataModule):
             self.train_set.has_target,
             sampler_spec["with_target"],
             sampler_spec["without_target"],
-            sampler_spec["samples_per_epoch"] or len(self.train_set),
+            self.epoch_length(),
             seed=self.spec["seed"],
             rank=self.trainer.global_rank,
             world_size=self.trainer.world_size,

@@ -21,6 +21,13 @@ from builtup.train.optim import build_optimizer, build_scheduler
 log = logging.getLogger(__name__)
 
 MONITOR = "val/iou_1"
+TRAIN_LOSS = ("train/loss", "min")
+
+
+def schedule_monitor(schedule: dict) -> tuple[str, str]:
+    """What a plateau schedule watches: (metric, "max" for a score or "min" for a loss)."""
+    metric = schedule.get("monitor", MONITOR)
+    return metric, "min" if metric.endswith("loss") else "max"
 
 
 class SegmentationTask(L.LightningModule):
@@ -102,7 +109,7 @@ class SegmentationTask(L.LightningModule):
             self.spec["schedule"],
             total_steps,
             steps_per_epoch,
-            monitor=(MONITOR, "max") if validating else ("train/loss", "min"),
+            monitor=schedule_monitor(self.spec["schedule"]) if validating else TRAIN_LOSS,
         )
         return (
             optimizer if scheduler is None else {"optimizer": optimizer, "lr_scheduler": scheduler}
