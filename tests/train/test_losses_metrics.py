@@ -86,6 +86,25 @@ def test_weighted_sum(batch):
         build_term({"name": "hinge"})
 
 
+def test_two_class_bce_and_dice_equal_the_2nd_place_loss_on_one_logit():
+    """0.75 BCE + 0.25 Dice of tdyczek/unosat on one logit channel d, written with our 2-class
+    logits (l0, l1): softmax(l)[1] = sigmoid(l1 - l0), so cross entropy is BCE of d and the
+    Dice of class 1 is the Dice of sigmoid(d)."""
+    torch.manual_seed(1)
+    logits = torch.randn(3, 2, 8, 8)
+    target = torch.randint(0, 2, (3, 8, 8))
+    terms = [
+        {"name": "ce", "weight": 0.75},
+        {"name": "dice", "weight": 0.25, "classes": [1], "smooth": 0.001},
+    ]
+    ours = WeightedSum(terms)(logits, target)
+    d, t = (logits[:, 1] - logits[:, 0]).reshape(-1), target.reshape(-1).float()
+    p = torch.sigmoid(d)
+    dice = 1 - (2 * (p * t).sum() + 0.001) / (p.sum() + t.sum() + 0.001)
+    theirs = 0.75 * F.binary_cross_entropy_with_logits(d, t) + 0.25 * dice
+    assert ours.item() == pytest.approx(theirs.item(), rel=1e-5)
+
+
 def test_confusion_matrix_ignores_255():
     pred = torch.tensor([0, 1, 1, 0, 1, 1])
     target = torch.tensor([0, 1, 0, 1, 255, 1])

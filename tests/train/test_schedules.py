@@ -97,3 +97,20 @@ def test_bit_reproducible_algorithms_on_the_cpu_only(monkeypatch):
     assert deterministic_setting("auto") is True
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     assert deterministic_setting("auto") is False
+
+
+def test_plateau_on_the_validation_loss_waits_for_the_loss_to_stop_falling():
+    from builtup.train.optim import build_scheduler
+    from builtup.train.task import schedule_monitor
+
+    spec = {"name": "plateau", "patience": 0, "factor": 0.25, "monitor": "val/loss"}
+    assert schedule_monitor(spec) == ("val/loss", "min")
+    assert schedule_monitor({"name": "plateau"}) == ("val/iou_1", "max")
+    optimizer = torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))], lr=3e-4)
+    config = build_scheduler(optimizer, spec, 100, 10, monitor=schedule_monitor(spec))
+    assert config["monitor"] == "val/loss" and config["interval"] == "epoch"
+    for loss in (1.0, 0.8, 0.6):  # falling: the rate stays
+        config["scheduler"].step(loss)
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(3e-4)
+    config["scheduler"].step(0.7)  # the first epoch without a lower loss
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(3e-4 * 0.25)
