@@ -101,6 +101,57 @@ def test_pixel_model_is_seamless_whatever_the_windows(tmp_path, scene):
         assert np.abs(values[~wedge].astype(int) - expected[~wedge]).max() <= 1
 
 
+class EdgeModel(nn.Module):
+    """Built-up (logit +5) within 32 px of its input's edges, background (-5) inside: a model
+    whose output depends on where a pixel lies in the window."""
+
+    def forward(self, x):
+        height, width = x.shape[-2:]
+        rows, cols = torch.arange(height)[:, None], torch.arange(width)[None, :]
+        near = torch.minimum(
+            torch.minimum(rows, height - 1 - rows), torch.minimum(cols, width - 1 - cols)
+        )
+        logits = torch.zeros(x.shape[0], 2, height, width)
+        logits[:, 1] = torch.where(near < 32, 5.0, -5.0)
+        return logits
+
+
+@pytest.mark.parametrize("window, kept", [(256, 192), (320, 128), (1024, 896)])
+def test_crop_stitching_is_seamless_and_exactly_on_the_grid(tmp_path, scene, window, kept):
+    path, image, wedge = scene
+    network = PixelModel()
+    with torch.no_grad():
+        logits = network(torch.from_numpy(image[None]))
+    expected = np.rint(torch.softmax(logits, 1)[0, 1].numpy() * PROB_SCALE)
+    out = tmp_path / "crop.tif"
+    predictor = ScenePredictor(
+        [fold(network)], "linear3", window=window, stitch="crop", kept=kept, batch_size=3
+    )
+    predictor.predict_scene(path, out)
+    values, profile, _ = read(out)
+    assert values.shape == (700, 900) and profile["transform"] == ORIGIN
+    assert np.abs(values[~wedge].astype(int) - expected[~wedge]).max() <= 1
+    assert (values[wedge] == PROB_NODATA).all()
+
+
+def test_crop_stitching_keeps_only_the_centre_of_each_window(tmp_path, scene):
+    path, _, wedge = scene
+    low = round(PROB_SCALE * float(torch.sigmoid(torch.tensor(-5.0))))
+    crop = ScenePredictor([fold(EdgeModel())], "linear3", window=320, stitch="crop", kept=256)
+    crop.predict_scene(path, tmp_path / "crop.tif")
+    values = read(tmp_path / "crop.tif")[0]
+    assert (values[~wedge] == low).all()  # no pixel comes from a window's outer 32 px
+    blend = ScenePredictor([fold(EdgeModel())], "linear3", window=320, overlap=64)
+    blend.predict_scene(path, tmp_path / "blend.tif")
+    assert (read(tmp_path / "blend.tif")[0][~wedge] > low).any()  # the scene's own edges
+
+
+@pytest.mark.parametrize("kept", [None, 0, 400, 255])
+def test_crop_stitching_needs_a_centre_that_fits_the_window(kept):
+    with pytest.raises(ValueError, match="kept"):
+        ScenePredictor([fold(PixelModel())], "linear3", window=320, stitch="crop", kept=kept)
+
+
 def write_stack(path, rng, nodata_cols=40):
     """A temporal stack of 300 x 400 px: dB statistics, NaN where no acquisition has data and
     in the ascending means (a city seen only from descending orbits)."""

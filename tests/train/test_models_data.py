@@ -92,6 +92,9 @@ def test_lwrefinenet_head_at_stride_2_adds_the_finest_level_with_the_same_encode
         ({"augmentation": {"train": [{"name": "Teleport"}]}}, "unknown augmentation 'Teleport'"),
         ({"epochs": "many"}, "epochs: 'many' is not of type 'integer'"),
         ({"colour": 1}, "Additional properties are not allowed ('colour'"),
+        ({"prediction": {"stitch": "crop", "window": 1120}}, "stitch crop needs window"),
+        ({"prediction": {"stitch": "crop", "window": 512, "kept": 511}}, "window - kept even"),
+        ({"sampler": {"source": "scenes", "window": 500}}, "500 is not a multiple of 32"),
     ],
 )
 def test_bad_experiments_fail_before_training(tmp_path, change, message):

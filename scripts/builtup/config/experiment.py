@@ -26,9 +26,23 @@ def read_experiment(path: str | Path) -> dict:
     except yaml.YAMLError as err:
         raise InputError(path, f"not valid YAML: {err}") from None
     check_against_schema(spec, "experiment.schema.yaml", path)
+    check_stitching(spec["prediction"], path)
     spec["name"] = path.stem
     spec["path"] = str(path)
     return spec
+
+
+def check_stitching(prediction: dict, path) -> None:
+    """Crop stitching needs a context window and a centre that fits it symmetrically."""
+    if prediction["stitch"] != "crop":
+        return
+    window, kept = prediction["window"], prediction["kept"]
+    if window is None or kept is None or kept > window or (window - kept) % 2:
+        raise InputError(
+            path,
+            "prediction: stitch crop needs window (the context, px) and kept (its centre, px), "
+            f"kept at most window and window - kept even; got window {window}, kept {kept}",
+        )
 
 
 def load_experiment(path: str | Path) -> dict:

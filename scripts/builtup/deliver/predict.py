@@ -1,10 +1,14 @@
-"""Scene prediction: overlapping windows blended with smooth weights, TTA, the right fold models.
+"""Scene prediction: overlapping windows stitched into one map, TTA, the right fold models.
 
-The scene is read one row of windows at a time (the next row is read while
-the model runs on the current one); predictions accumulate, weighted, in a
-rolling buffer a little taller than one window, and rows are written as soon
-as no later window can touch them. Memory therefore grows with the scene's
-width, never with its height, and the output covers the scene exactly.
+Two ways to stitch windows: ``blend`` (windows overlap and their predictions are
+averaged with weights that ramp down towards the window edges) and ``crop``
+(each context window keeps only its central part; the kept parts tile the scene,
+and the context beyond the scene's edge is nodata, as in training). The scene is
+read one row of windows at a time (the next row is read while the model runs on
+the current one); predictions accumulate, weighted, in a rolling buffer a little
+taller than one window, and rows are written as soon as no later window can
+touch them. Memory therefore grows with the scene's width, never with its
+height, and the output covers the scene exactly.
 
 Output: a probability raster (:mod:`builtup.core.probability`).
 """
@@ -101,7 +105,12 @@ def pad_to_stride(batch: torch.Tensor, stride: int = STRIDE) -> torch.Tensor:
 
 
 class ScenePredictor:
-    """Logits averaged over TTA passes and fold models; probability of the built-up class."""
+    """Logits averaged over TTA passes and fold models; probability of the built-up class.
+
+    ``stitch="blend"``: windows of ``window`` px overlapping by at least ``overlap`` px,
+    blended. ``stitch="crop"``: context windows of ``window`` px of which the central
+    ``kept`` px are kept.
+    """
 
     def __init__(
         self,
@@ -112,9 +121,11 @@ class ScenePredictor:
         overlap: int = 128,
         batch_size: int = 8,
         device="cpu",
+        stitch: str = "blend",
+        kept: int | None = None,
     ):
         self.models, self.recipe = models, get_recipe(recipe)
-        self.window, self.overlap, self.batch_size = window, overlap, batch_size
+        self.overlap, self.batch_size = overlap, batch_size
         self.device = torch.device(device)
         self.autocast = self.device.type == "cuda"
         transforms = TTA[tta]
@@ -124,7 +135,19 @@ class ScenePredictor:
             else ttach.SegmentationTTAWrapper(m.network, transforms(), merge_mode="mean")
             for m in models
         ]
-        self.weights = blend_weights(window, overlap)
+        if stitch == "crop":
+            if kept is None or not 0 < kept <= window or (window - kept) % 2:
+                raise ValueError(
+                    f"crop stitching keeps the centre of each window: kept ({kept}) must be "
+                    f"at most the window ({window}) and differ from it by an even number"
+                )
+            self.kept, self.margin, self.overlap = kept, (window - kept) // 2, 0
+            self.weights = np.ones((kept, kept), np.float32)
+        elif stitch == "blend":
+            self.kept, self.margin = window, 0
+            self.weights = blend_weights(window, overlap)
+        else:
+            raise ValueError(f"stitch must be 'blend' or 'crop', not {stitch!r}")
 
     @torch.no_grad()
     def probabilities(self, patches: np.ndarray, valid: np.ndarray) -> np.ndarray:
@@ -151,15 +174,14 @@ class ScenePredictor:
                     f"is a {kind} raster, and recipe {self.recipe.name} reads a {self.recipe.kind}",
                 )
             height, width = src.height, src.width
-            size_y, size_x = min(self.window, height), min(self.window, width)
+            size_y, size_x = min(self.kept, height), min(self.kept, width)
             rows = tile_offsets(height, size_y, min(self.overlap, size_y - 1))
             cols = tile_offsets(width, size_x, min(self.overlap, size_x - 1))
             buffer = _RollingBuffer(size_y + max(np.diff(rows), default=0), width)
             with probability_raster(src.profile, out_path) as dst, ThreadPoolExecutor(1) as reader:
 
                 def read(row):
-                    window = rasterio.windows.Window(0, row, width, size_y)
-                    return read_window(src, scene_path, window)
+                    return self._read_context(src, scene_path, row, size_y)
 
                 pending = reader.submit(read, rows[0])
                 for k, row in enumerate(rows):
@@ -167,7 +189,7 @@ class ScenePredictor:
                     if k + 1 < len(rows):
                         pending = reader.submit(read, rows[k + 1])
                     valid = ~np.all(is_nodata(strip, src.nodata), axis=0)
-                    self._predict_strip(strip, valid, row, cols, size_x, buffer)
+                    self._predict_strip(strip, valid, row, cols, (size_y, size_x), buffer)
                     top, values = buffer.flush(rows[k + 1] if k + 1 < len(rows) else height)
                     if len(values):
                         dst.write(
@@ -177,15 +199,32 @@ class ScenePredictor:
         log.info("%s: %d x %d px, %d windows", out_path, width, height, len(rows) * len(cols))
         return {"width": width, "height": height, "windows": len(rows) * len(cols)}
 
-    def _predict_strip(self, strip, valid_strip, row, cols, size_x, buffer) -> None:
+    def _read_context(self, src, path, row: int, rows: int) -> np.ndarray:
+        """Rows [row, row + rows) of the scene with ``margin`` px of context on every side;
+        context beyond the scene's edges is nodata."""
+        m = self.margin
+        if m == 0:
+            return read_window(src, path, rasterio.windows.Window(0, row, src.width, rows))
+        fill = np.nan if src.nodata is None else src.nodata
+        strip = np.full((src.count, rows + 2 * m, src.width + 2 * m), fill, src.dtypes[0])
+        top, bottom = max(row - m, 0), min(row + rows + m, src.height)
+        strip[:, top - (row - m) : bottom - (row - m), m : m + src.width] = read_window(
+            src, path, rasterio.windows.Window(0, top, src.width, bottom - top)
+        )
+        return strip
+
+    def _predict_strip(self, strip, valid_strip, row, cols, kept, buffer) -> None:
+        """Predict the windows of a strip; keep the central ``kept`` (rows, cols) of each."""
+        m, (size_y, size_x) = self.margin, kept
+        weights = self.weights[:size_y, :size_x]
         for start in range(0, len(cols), self.batch_size):
             chunk = cols[start : start + self.batch_size]
-            patches = np.stack([strip[:, :, c : c + size_x] for c in chunk])
-            valid = np.stack([valid_strip[:, c : c + size_x] for c in chunk])
+            patches = np.stack([strip[:, :, c : c + size_x + 2 * m] for c in chunk])
+            valid = np.stack([valid_strip[:, c : c + size_x + 2 * m] for c in chunk])
             probs = self.probabilities(patches, valid)
-            weights = self.weights[: strip.shape[1], :size_x]
+            centre = np.s_[m : m + size_y, m : m + size_x]
             for col, prob, ok in zip(chunk, probs, valid, strict=True):
-                buffer.add(row, col, prob, weights, ok)
+                buffer.add(row, col, prob[centre], weights, ok[centre])
 
 
 class _RollingBuffer:
@@ -235,14 +274,25 @@ def predict_with_folds(
     batch_size=8,
     device="auto",
 ) -> dict:
-    """Predict one scene with the given fold models (their logits averaged)."""
+    """Predict one scene with the given fold models (their logits averaged), stitched as the
+    experiment's ``prediction`` section says (``window`` and ``overlap``: the workflow's
+    defaults, for an experiment that does not set them)."""
     spec = load_experiment(experiment_path)
+    stitching = spec["prediction"]
     device = resolve_device(device)
     models = [
         load_fold_model(ckpt, json.loads(Path(summary).read_text()), spec, device)
         for ckpt, summary in zip(checkpoints, summaries, strict=True)
     ]
     predictor = ScenePredictor(
-        models, spec["recipe"], spec["tta"], window, overlap, batch_size, device
+        models,
+        spec["recipe"],
+        spec["tta"],
+        stitching["window"] or window,
+        stitching["overlap"] if stitching["overlap"] is not None else overlap,
+        batch_size,
+        device,
+        stitch=stitching["stitch"],
+        kept=stitching["kept"],
     )
     return predictor.predict_scene(raster, out_path)
