@@ -6,7 +6,7 @@ def main(inputs, outputs, params):
     metrics = dict(
         zip(params.names, zip(inputs.summaries, inputs.cities, strict=True), strict=True)
     )
-    write_leaderboard(metrics, params.kinds, params.inputs, inputs.baseline, outputs[0])
+    write_leaderboard(metrics, params.kinds, params.settings, inputs.baseline, outputs[0])
 
 
 run(snakemake, main)

@@ -238,6 +238,30 @@ def test_aggregation_across_a_shifted_grid(tmp_path):
     assert votes[100, 150] == PROB_SCALE  # one of two says built-up: N-1 of N
 
 
+def test_logit_aggregation_is_the_mean_logit_where_acquisitions_have_data(tmp_path):
+    a = prob_raster(tmp_path / "a.tif", 0.95, ORIGIN, nodata_cols=50)
+    b = prob_raster(tmp_path / "b.tif", 0.3, ORIGIN)
+    c = prob_raster(tmp_path / "c.tif", 0.2, ORIGIN)
+    aggregate_city([a, b, c], tmp_path / "logit.tif", method="logit")
+    values = read(tmp_path / "logit.tif")[0]
+
+    def logit(p):
+        p = round(p * PROB_SCALE) / PROB_SCALE
+        return np.log(p / (1 - p))
+
+    three = 1 / (1 + np.exp(-(logit(0.95) + logit(0.3) + logit(0.2)) / 3))
+    two = 1 / (1 + np.exp(-(logit(0.3) + logit(0.2)) / 2))
+    assert values[100, 150] == round(three * PROB_SCALE)
+    assert values[100, 10] == round(two * PROB_SCALE)  # a has no data there
+    # the mean probability (0.483) is below 0.5; the mean logit (0.24) is above 0
+    assert three > 0.5 > (0.95 + 0.3 + 0.2) / 3
+    one = aggregate_city([c], tmp_path / "one.tif", method="logit")
+    assert one["method"] == "logit"
+    np.testing.assert_array_equal(read(tmp_path / "one.tif")[0], read(c)[0])
+    with pytest.raises(ValueError, match="mean, logit, vote"):
+        aggregate_city([c], tmp_path / "x.tif", method="median")
+
+
 def test_aggregation_of_one_acquisition_is_identity(tmp_path):
     a = prob_raster(tmp_path / "a.tif", 0.3, ORIGIN, nodata_cols=20)
     aggregate_city([a], tmp_path / "one.tif")

@@ -1,8 +1,12 @@
 import json
 
 import pandas as pd
+import yaml
 
-from builtup.deliver.leaderboard import write_leaderboard
+from builtup.config.experiment import read_experiment
+from builtup.deliver.leaderboard import ensemble_settings, experiment_settings, write_leaderboard
+
+from conftest import REPO
 
 
 def scores(f1):
@@ -38,9 +42,13 @@ def test_models_and_baselines_in_one_table_best_test_first(tmp_path):
         )
     )
     kinds = {"a": "experiment", "b": "experiment", "pair": "ensemble"}
-    inputs = {"a": "scene", "b": "stack", "pair": "scene"}
+    settings = {
+        "a": {"input": "scene", "recipe": "db3"},
+        "b": {"input": "stack", "recipe": "stack_mean"},
+        "pair": {"input": "scene", "recipe": "db3"},
+    }
     out = tmp_path / "leaderboard.tsv"
-    write_leaderboard(summaries, kinds, inputs, baseline, out)
+    write_leaderboard(summaries, kinds, settings, baseline, out)
     table = pd.read_csv(out, sep="\t")
     assert table["name"].tolist() == [
         "b",
@@ -65,3 +73,32 @@ def test_models_and_baselines_in_one_table_best_test_first(tmp_path):
         "baseline: single-scene": "scene",
         "baseline: multi-temporal": "stack",
     }
+
+
+def test_settings_that_tell_the_experiments_apart():
+    config = yaml.safe_load((REPO / "config/config.yaml").read_text())
+    second = experiment_settings(
+        read_experiment(REPO / "config/experiments/unet_vgg11_2nd_place.yaml"), config, "scene"
+    )
+    assert second == {
+        "input": "scene",
+        "architecture": "Unet vgg11 (ImageNet)",
+        "recipe": "vvvh_clip2",
+        "sampling": "scene windows 896 px, weights 0.5/0.5",
+        "stitching": "crop 896 of 1120",
+        "tta": "none",
+        "aggregation": "logit",
+    }
+    unet = experiment_settings(
+        read_experiment(REPO / "config/experiments/unet_resnet50.yaml"), config, "scene"
+    )
+    assert unet["sampling"] == "tiles, weights 0.3/0.7"
+    assert unet["stitching"] == "blend 512/128" and unet["aggregation"] == "mean"
+    assert unet["tta"] == "rot90_without_identity"
+    temporal = experiment_settings(
+        read_experiment(REPO / "config/experiments/temporal_demo.yaml"), config, "stack"
+    )
+    assert temporal["aggregation"] == "one stack per city"
+    pair = ensemble_settings({"second": second, "unet": unet}, config)
+    assert pair["architecture"] == "mean of second + unet"
+    assert pair["recipe"] == "vvvh_clip2 + linear3" and pair["aggregation"] == "mean"

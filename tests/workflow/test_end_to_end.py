@@ -7,9 +7,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import rasterio
+import torch
 import yaml
 
-from conftest import SMALL_DAG_CITIES, SMALL_DAG_EXPERIMENT, TINY, Sandbox
+from conftest import REPO, SMALL_DAG_CITIES, SMALL_DAG_EXPERIMENT, TINY, Sandbox
 
 pytestmark = pytest.mark.slow
 
@@ -17,9 +18,28 @@ TRAIN_CITIES = ["38SLF_Mosul", "38SMA_Najaf"]
 TEST_CITIES = ["38SLD_Tikrit"]  # its two acquisitions share a date
 
 
+def second_place_at_cpu_scale(weights_file) -> dict:
+    """The shipped 2nd-place experiment with windows, crops and training cut to the tiny demo
+    (256 px scenes) and the CPU; its VGG11 encoder starts from a local weights file."""
+    import segmentation_models_pytorch as smp
+
+    torch.save(smp.encoders.get_encoder("vgg11", weights=None).state_dict(), weights_file)
+    spec = yaml.safe_load((REPO / "config/experiments/unet_vgg11_2nd_place.yaml").read_text())
+    spec["model"]["encoder_weights"] = str(weights_file)
+    spec["sampler"].update(window=128, samples_per_epoch=8)
+    crop = spec["augmentation"]["train"][-1]
+    assert crop["name"] == "RandomSizedCrop"
+    crop.update(min_max_height=[83, 115], size=[128, 128], p=0.5)
+    spec["prediction"].update(window=192, kept=128)
+    spec.update(epochs=1, accelerator="cpu")
+    return spec
+
+
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory):
     box = Sandbox(tmp_path_factory.mktemp("end_to_end"))
+    second = second_place_at_cpu_scale(box.root / "vgg11-encoder.pth")
+    (box.root / "config/experiments/second_place.yaml").write_text(yaml.safe_dump(second))
     (box.root / "config/experiments/tiny.yaml").write_text(yaml.safe_dump(TINY))
     other = {**TINY, "epochs": 1, "seed": 6, "recipe": "linear3"}
     (box.root / "config/experiments/tiny_b.yaml").write_text(yaml.safe_dump(other))
@@ -27,7 +47,7 @@ def finished(tmp_path_factory):
     stacked = {**TINY, "epochs": 1, "recipe": "stack_mean_std"}
     stacked["sampler"] = {**TINY["sampler"], "samples_per_epoch": 12}
     (box.root / "config/experiments/tiny_stack.yaml").write_text(yaml.safe_dump(stacked))
-    box.config["experiments"] = ["tiny", "tiny_b", "tiny_stack"]
+    box.config["experiments"] = ["tiny", "tiny_b", "tiny_stack", "second_place"]
     box.config["ensembles"] = {"pair": ["tiny", "tiny_b"]}
     box.config["delivery"] = {"threshold": "oof", "min_area": 200}
     box.write_config()
@@ -46,13 +66,14 @@ def test_submission_shapefiles_for_the_test_cities(finished):
             assert {f.properties["DN"] for f in src} == {255}
 
 
-def test_predictions_are_exactly_on_the_scene_grids(finished):
+@pytest.mark.parametrize("experiment", ["tiny", "second_place"])  # blend, crop stitching
+def test_predictions_are_exactly_on_the_scene_grids(finished, experiment):
     root = finished.root
     for raster in sorted(root.glob("results/rasters/*/*.tif")):
         city, scene = raster.parent.name, raster.stem
         with (
             rasterio.open(raster) as src,
-            rasterio.open(root / f"results/predictions/tiny/{city}/{scene}.tif") as pred,
+            rasterio.open(root / f"results/predictions/{experiment}/{city}/{scene}.tif") as pred,
         ):
             assert pred.transform == src.transform and pred.shape == src.shape
             assert pred.crs == src.crs and pred.nodata == 255  # 256 px: too small for overviews
@@ -147,6 +168,7 @@ def test_leaderboard_ranks_experiments_ensembles_and_baselines(finished):
             "tiny",
             "tiny_b",
             "tiny_stack",
+            "second_place",
             "pair",
             "baseline: single-scene",
             "baseline: multi-temporal",
@@ -161,6 +183,40 @@ def test_leaderboard_ranks_experiments_ensembles_and_baselines(finished):
     summary = json.loads((finished.root / "results/metrics/tiny/summary.json").read_text())
     row = table.set_index("name").loc["tiny"]
     assert row["train_f1"] == round(summary["overall"]["train_out_of_fold"]["f1"], 4)
+
+
+def test_the_2nd_place_experiment_trains_on_scene_windows_and_delivers_mean_logits(finished):
+    root = finished.root
+    for fold in TRAIN_CITIES:
+        state = torch.load(root / f"results/models/second_place/{fold}/model.ckpt", "cpu")
+        spec = state["hyper_parameters"]["spec"]
+        assert spec["sampler"]["source"] == "scenes" and spec["recipe"] == "vvvh_clip2"
+        epochs = pd.read_csv(root / f"results/models/second_place/{fold}/metrics.csv")
+        assert len(epochs) == 1 and np.isfinite(epochs["val/loss"]).all()
+    # the city map is the probability of the mean logit of the city's acquisitions
+    folder = root / "results/predictions/second_place/38SLD_Tikrit"
+    logits, valid = [], []
+    for path in sorted(folder.glob("*.tif")):
+        with rasterio.open(path) as src:
+            levels = src.read(1)
+        p = np.clip(levels / 254, 0.5 / 254, 1 - 0.5 / 254)
+        logits.append(np.log(p / (1 - p)))
+        valid.append(levels != 255)
+    assert len(logits) == 2
+    count = np.sum(valid, axis=0)
+    mean = np.where(valid, logits, 0).sum(axis=0) / np.maximum(count, 1)
+    with rasterio.open(root / "results/cities/second_place/38SLD_Tikrit.tif") as src:
+        city = src.read(1).astype(int)
+    expected = np.rint(254 / (1 + np.exp(-mean)))
+    assert np.abs(city[count > 0] - expected[count > 0]).max() <= 1
+    threshold = json.loads((root / "results/thresholds/second_place.json").read_text())
+    assert threshold["threshold"] == 0.5  # logit 0
+    assert (root / "results/submission/second_place/38SLD_Tikrit.shp").exists()
+    row = pd.read_csv(root / "results/metrics/leaderboard.tsv", sep="\t").set_index("name")
+    row = row.loc["second_place"]
+    assert row["sampling"] == "scene windows 128 px, weights 0.5/0.5"
+    assert row["stitching"] == "crop 128 of 192" and row["aggregation"] == "logit"
+    assert row["architecture"] == "Unet vgg11 (weights file)"
 
 
 def test_quicklooks_and_report(finished):

@@ -11,6 +11,7 @@ from builtup.config.experiment import read_experiment
 from builtup.prepare.folds import ALL_CITIES
 from builtup.prepare.temporal import orbit_of
 from builtup.config.schema import check_against_schema
+from builtup.deliver.leaderboard import ensemble_settings, experiment_settings
 from builtup.config.sheet import check_cities, read_sheet
 
 # -------- Sheet and config ----------------------------------------------------
@@ -285,6 +286,17 @@ def trained_folds():
 # -------- Delivery: prediction, cities, threshold, polygons, baselines, metrics, quicklooks ----
 
 
+def delivery_setting(key):
+    """An experiment's own delivery setting (aggregation, threshold), else the config's."""
+
+    def setting(wildcards):
+        spec = EXPERIMENTS.get(wildcards.experiment, {"delivery": {}})
+        own = spec["delivery"].get(key)
+        return config["delivery"][key] if own is None else own
+
+    return setting
+
+
 def fold_models(wildcards):
     """Out of fold for a training city; every fold model for a test city."""
     folds = [wildcards.city] if wildcards.city in TRAIN_CITIES else TRAIN_CITIES
@@ -407,6 +419,19 @@ def delivered_kinds():
         name: "ensemble" if name in ENSEMBLES else "experiment"
         for name in delivered_names()
     }
+
+
+def leaderboard_settings():
+    """What distinguishes each delivered experiment and ensemble in the leaderboard."""
+    experiments = {
+        name: experiment_settings(EXPERIMENTS[name], config, input_kind(name))
+        for name in config["experiments"]
+    }
+    ensembles = {
+        name: ensemble_settings({m: experiments[m] for m in members}, config)
+        for name, members in ENSEMBLES.items()
+    }
+    return {**experiments, **ensembles}
 
 
 def delivered_summaries():

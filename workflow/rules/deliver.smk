@@ -65,7 +65,7 @@ rule aggregate_city:
         mem_mb=2000,
         runtime=30,
     params:
-        method=config["delivery"]["aggregation"],
+        method=delivery_setting("aggregation"),
         vote_threshold=config["delivery"]["vote_threshold"],
     script:
         "../../scripts/aggregate_city.py"
@@ -88,7 +88,7 @@ rule threshold:
         mem_mb=1000,
         runtime=20,
     params:
-        mode=config["delivery"]["threshold"],
+        mode=delivery_setting("threshold"),
     script:
         "../../scripts/threshold.py"
 
@@ -210,7 +210,7 @@ rule leaderboard:
     params:
         names=delivered_names(),
         kinds=delivered_kinds(),
-        inputs={name: input_kind(name) for name in delivered_names()},
+        settings=leaderboard_settings(),
     script:
         "../../scripts/leaderboard.py"
 

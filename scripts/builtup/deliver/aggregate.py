@@ -1,4 +1,5 @@
-"""City aggregation: the acquisitions of a city averaged (or voted) on one reference grid.
+"""City aggregation: the acquisitions of a city combined on one reference grid, by the mean
+of their probabilities, the mean of their logits (the 2nd-place solution's blend), or a vote.
 
 The reference grid is the grid of the city's first acquisition in the scenes
 sheet (in sorted order). Acquisitions on another grid are warped onto it (bilinear) through a
@@ -19,13 +20,19 @@ from builtup.core.rasters import on_grid, open_raster, strip_windows
 log = logging.getLogger(__name__)
 
 
+METHODS = ("mean", "logit", "vote")
+# The probabilities are stored in steps of 1/254: 0 and 1 stand for the half step next to them
+LOGIT_CLIP = 0.5 / PROB_SCALE
+
+
 def aggregate_city(
     prob_paths: list[str | Path], out_path: str | Path, method: str = "mean", threshold: float = 0.5
 ) -> dict:
-    """Mean probability over the acquisitions that have data at each pixel, or the seed's vote
+    """Per pixel, over the acquisitions that have data there: the mean probability, the
+    probability of the mean logit (so that probability 0.5 is logit 0), or the seed's vote
     (built-up where at least N-1 of the N acquisitions with data say so)."""
-    if method not in ("mean", "vote"):
-        raise ValueError(f"aggregation must be 'mean' or 'vote', not {method!r}")
+    if method not in METHODS:
+        raise ValueError(f"aggregation must be one of {', '.join(METHODS)}, not {method!r}")
     with contextlib.ExitStack() as stack:
         sources = [stack.enter_context(open_raster(p)) for p in prob_paths]
         reference = sources[0]
@@ -51,9 +58,24 @@ def _combine(reads: list[tuple[np.ndarray, np.ndarray]], method: str, threshold:
     probs = np.stack([p for p, _ in reads])
     valid = np.stack([v for _, v in reads])
     count = valid.sum(axis=0)
-    if method == "mean":
-        value = np.where(valid, probs, 0).sum(axis=0) / np.maximum(count, 1)
-    else:
+    if method == "vote":
         votes = (valid & (probs >= threshold)).sum(axis=0)
         value = (votes >= np.maximum(count - 1, 1)).astype(np.float32)
+    elif method == "logit":
+        value = _sigmoid(_mean(_logit(probs), valid, count))
+    else:
+        value = _mean(probs, valid, count)
     return np.where(count > 0, np.rint(value * PROB_SCALE), PROB_NODATA).astype(np.uint8)
+
+
+def _mean(values: np.ndarray, valid: np.ndarray, count: np.ndarray) -> np.ndarray:
+    return np.where(valid, values, 0).sum(axis=0) / np.maximum(count, 1)
+
+
+def _logit(probs: np.ndarray) -> np.ndarray:
+    probs = np.clip(probs, LOGIT_CLIP, 1 - LOGIT_CLIP)
+    return np.log(probs / (1 - probs))
+
+
+def _sigmoid(logits: np.ndarray) -> np.ndarray:
+    return 1 / (1 + np.exp(-logits))

@@ -20,15 +20,61 @@ log = logging.getLogger(__name__)
 
 SCORES = ("f1", "iou_1", "precision", "recall")
 BASELINE_INPUTS = {"single_scene": SCENE, "multi_temporal": STACK}
+SETTINGS = ("input", "architecture", "recipe", "sampling", "stitching", "tta", "aggregation")
 COLUMNS = [
     "name",
     "kind",
-    "input",
+    *SETTINGS,
     "rule",
     "train_scored",
     *(f"train_{s}" for s in SCORES),
     *(f"test_{s}" for s in SCORES),
 ]
+
+
+def experiment_settings(spec: dict, config: dict, kind: str) -> dict:
+    """What distinguishes an experiment in the table: ``kind`` (scene or stack) read, network,
+    recipe, training samples, window stitching, TTA and city aggregation (the experiment's own
+    prediction and delivery settings, else the workflow's ``config``)."""
+    model, sampler, stitch = spec["model"], spec["sampler"], spec["prediction"]
+    weights = model["encoder_weights"]
+    init = {None: "random", "imagenet": "ImageNet"}.get(weights, "weights file")
+    weighting = f"weights {sampler['with_target']:g}/{sampler['without_target']:g}"
+    window = stitch["window"] or config["prediction"]["window"]
+    if stitch["stitch"] == "crop":
+        stitching = f"crop {stitch['kept']} of {window}"
+    else:
+        overlap = (
+            config["prediction"]["overlap"] if stitch["overlap"] is None else stitch["overlap"]
+        )
+        stitching = f"blend {window}/{overlap}"
+    return {
+        "input": kind,
+        "architecture": f"{model['architecture']} {model['encoder']} ({init})",
+        "recipe": spec["recipe"],
+        "sampling": (
+            f"scene windows {sampler['window']} px, {weighting}"
+            if sampler["source"] == "scenes"
+            else f"tiles, {weighting}"
+        ),
+        "stitching": stitching,
+        "tta": spec["tta"],
+        "aggregation": (
+            "one stack per city"
+            if kind == STACK
+            else spec["delivery"]["aggregation"] or config["delivery"]["aggregation"]
+        ),
+    }
+
+
+def ensemble_settings(members: dict[str, dict], config: dict) -> dict:
+    """An ensemble's settings: its members' (joined), averaged scene by scene."""
+    joined = {key: " + ".join(dict.fromkeys(m[key] for m in members.values())) for key in SETTINGS}
+    return {
+        **joined,
+        "architecture": "mean of " + " + ".join(members),
+        "aggregation": config["delivery"]["aggregation"],
+    }
 
 
 def city_f1(scores_by_city: dict[str, dict]) -> dict:
@@ -41,14 +87,15 @@ def _scores(prefix: str, scores: dict | None) -> dict:
     return {f"{prefix}_{s}": scores.get(s, float("nan")) for s in SCORES}
 
 
-def model_row(name: str, kind: str, reads: str, summary: dict, cities: pd.DataFrame) -> dict:
-    """The row of an experiment or ensemble from its ``summary.json`` and ``cities.tsv``."""
+def model_row(name: str, kind: str, settings: dict, summary: dict, cities: pd.DataFrame) -> dict:
+    """The row of an experiment or ensemble from its settings (:func:`experiment_settings`),
+    ``summary.json`` and ``cities.tsv``."""
     overall = summary["overall"]
     by_city = {row["city"]: row for row in cities.to_dict("records")}
     return {
         "name": name,
         "kind": kind,
-        "input": reads,
+        **settings,
         "rule": f"probability >= {summary['threshold']:.3f}",
         "train_scored": "out of fold",
         **_scores("train", overall.get("train_out_of_fold")),
@@ -63,6 +110,7 @@ def baseline_rows(baselines: dict) -> list[dict]:
             "name": f"baseline: {name.replace('_', '-')}",
             "kind": "baseline",
             "input": BASELINE_INPUTS[name],
+            "architecture": "threshold",
             "rule": result["rule"],
             "train_scored": "in sample (tuned there)",
             **_scores("train", result.get("train")),
@@ -77,19 +125,19 @@ def baseline_rows(baselines: dict) -> list[dict]:
 def write_leaderboard(
     metrics: dict[str, tuple[str, str]],
     kinds: dict[str, str],
-    inputs: dict[str, str],
+    settings: dict[str, dict],
     baseline_path,
     out_path,
 ):
     """``metrics``: the metrics ``summary.json`` and ``cities.tsv`` by experiment or ensemble
-    name; ``kinds``: whether each is an ``experiment`` or an ``ensemble``; ``inputs``: whether
-    each reads the scenes or the cities' temporal stacks. One row each and per baseline, the
+    name; ``kinds``: whether each is an ``experiment`` or an ``ensemble``; ``settings``: what
+    distinguishes each (:func:`experiment_settings`). One row each and per baseline, the
     overall scores and the F1 of each city; sorted by test F1, then training F1."""
     rows = [
         model_row(
             name,
             kinds[name],
-            inputs[name],
+            settings[name],
             json.loads(Path(summary).read_text()),
             pd.read_csv(cities, sep="\t"),
         )
