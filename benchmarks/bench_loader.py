@@ -1,8 +1,10 @@
-"""Training loader throughput: tiles/s per worker, 512 x 512 x 3 tiles, the seed's augmentation.
+"""Training loader throughput: samples/s per worker, 512 px tiles or scene windows.
 
 Cuts a demo scene into tiles, then reads random tiles through TileDataset
-(recipe, normalisation, augmentation) in one process (the per-worker rate)
-and through a DataLoader with several workers. Usage::
+(recipe, normalisation, augmentation: the seed's) and random scene windows
+through SceneWindowDataset (the 2nd place's recipe and augmentation), in one
+process (the per-worker rate) and through a DataLoader with several workers.
+Usage::
 
     python benchmarks/bench_loader.py [--size 2048] [--samples 400] [--workers 2]
 """
@@ -26,6 +28,7 @@ from builtup.prepare.masks import rasterize_mask
 from builtup.prepare.tiles import TileSet, cut_tiles
 from builtup.train.augment import build_augmentation
 from builtup.train.data import TileDataset, stacks_under
+from builtup.train.windows import SceneWindowDataset
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -59,6 +62,34 @@ def rate(dataset, samples: int, workers: int) -> float:
     return seen / (time.perf_counter() - start)
 
 
+def second_place_augmentation(window: int) -> list[dict]:
+    """The 2nd place's augmentation, its random sized crop scaled to ``window``."""
+    entries = yaml.safe_load((REPO / "config/experiments/unet_vgg11_2nd_place.yaml").read_text())
+    entries = entries["augmentation"]["train"]
+    crop = entries[-1]
+    crop.update(min_max_height=[int(0.65 * window), int(0.9 * window)], size=[window, window])
+    return entries
+
+
+def window_rows(work: Path, samples: int, workers: int) -> None:
+    for window in (512, 896):
+        for label, entries in (("none", []), ("2nd place", second_place_augmentation(window))):
+            dataset = SceneWindowDataset(
+                stacks_under(work / "tiles"),
+                window,
+                "vvvh_clip2",
+                [0.0] * 2,
+                [1.0] * 2,
+                build_augmentation(entries),
+            )
+            for count in (0, workers):
+                per_second = rate(dataset, samples, count)
+                print(
+                    f"{f'windows {window}':<14}{label:<24}{count:>8}{per_second:>10.0f}"
+                    f"{per_second / max(count, 1):>11.0f}"
+                )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--size", type=int, default=2048)
@@ -88,6 +119,11 @@ def main() -> None:
                         f"{recipe:<10}{label[:27]:<28}{workers:>8}{per_second:>9.0f}"
                         f"{per_worker:>11.0f}"
                     )
+        print("\nrandom windows of the same scene (recipe vvvh_clip2), batch 8")
+        print(
+            f"{'sampling':<14}{'augmentation':<24}{'workers':>8}{'samples/s':>10}{'per worker':>11}"
+        )
+        window_rows(work, args.samples, args.workers)
     finally:
         shutil.rmtree(work)
 
