@@ -7,7 +7,14 @@
    and device, each in its own process.
 3. City aggregation of four full-size acquisitions, one on a shifted 10.0027 m grid.
 
-Usage: ``python benchmarks/bench_predict.py [--size 10980] [--experiment demo] [--device cpu]``
+With ``--network null`` it measures the predictor's own cost instead: the
+network is a 1 x 1 convolution (negligible work), and the run prints the I/O
+floor (reading the 3-band raster once, strip by strip; writing a uint8
+probability COG of the predictor's own output) beside the predictor's time
+for 1 model and for 4 fold models with rot90 TTA, and their ratio to the floor.
+
+Usage: ``python benchmarks/bench_predict.py [--size 10980] [--experiment demo] [--device cpu]
+[--network null]``
 """
 
 from __future__ import annotations
@@ -112,6 +119,117 @@ aggregate_city(paths, '{work}/city.tif')
 """
 
 
+NULL_SETUP = """
+import time
+import numpy as np, torch
+from builtup.core.recipes import get_recipe
+from builtup.deliver.predict import FoldModel, ScenePredictor
+torch.set_num_threads(os.cpu_count())
+recipe = 'db3'
+channels = get_recipe(recipe).channels
+
+
+class TimedConv(torch.nn.Module):
+    # a 1x1 convolution that adds up the time spent in it (the network's share)
+
+    seconds = 0.0
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(channels, 2, 1)
+
+    def forward(self, x):
+        start = time.perf_counter()
+        out = self.conv(x)
+        if out.is_cuda:
+            torch.cuda.synchronize()
+        TimedConv.seconds += time.perf_counter() - start
+        return out
+
+
+def null_model(seed):
+    torch.manual_seed(seed)
+    network = TimedConv().to('{device}').eval()
+    mean = np.full((channels, 1, 1), -15.0, np.float32)
+    return FoldModel(network, mean, np.full((channels, 1, 1), 5.0, np.float32))
+"""
+
+FLOOR_READ = """
+import time, rasterio
+from builtup.core.rasters import strip_windows
+start = time.perf_counter()
+with rasterio.open('{work}/scene.tif') as src:
+    for window in strip_windows(src.height, src.width):
+        src.read(window=window)
+print('SECONDS', time.perf_counter() - start)
+"""
+
+FLOOR_WRITE = """
+import time, rasterio
+from builtup.core.probability import probability_raster
+from builtup.core.rasters import strip_windows
+with rasterio.open('{work}/null_1.tif') as src:
+    values, profile = src.read(1), src.profile
+start = time.perf_counter()
+with probability_raster(profile, '{work}/written.tif') as dst:
+    for window in strip_windows(values.shape[0], values.shape[1]):
+        rows = slice(int(window.row_off), int(window.row_off + window.height))
+        dst.write(values[None, rows], window=window)
+print('SECONDS', time.perf_counter() - start)
+"""
+
+NULL_PREDICT = (
+    NULL_SETUP
+    + """
+models = [null_model(seed) for seed in range({models})]
+predictor = ScenePredictor(models, recipe, '{tta}', 512, 128, 8, '{device}')
+start = time.perf_counter()
+predictor.predict_scene('{work}/scene.tif', '{work}/null_{models}.tif')
+print('SECONDS', time.perf_counter() - start, 'NETWORK', TimedConv.seconds)
+"""
+)
+
+
+def run_timed(code: str) -> tuple[float, float, float]:
+    """(seconds the step reports for its own work, of which in the network, peak RSS MB) of a
+    step in its own process."""
+    env = {**os.environ, "PYTHONPATH": str(REPO / "scripts")}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "import os\n" + code], env=env, stdout=subprocess.PIPE, text=True
+    )
+    out = proc.stdout.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit("step failed")
+    seconds = float(out.split("SECONDS", 1)[1].split()[0])
+    network = float(out.split("NETWORK", 1)[1].split()[0]) if "NETWORK" in out else 0.0
+    return seconds, network, usage.ru_maxrss / 1024
+
+
+def null_network(names: dict, pixels: float) -> None:
+    """The predictor's cost beside the I/O floor, with a network that costs nothing."""
+    read, _, read_rss = run_timed(FLOOR_READ.format(**names))
+    runs = {}
+    for models, tta in ((1, "none"), (4, "rot90")):
+        runs[(models, tta)] = run_timed(NULL_PREDICT.format(**names, models=models, tta=tta))
+    write, _, write_rss = run_timed(FLOOR_WRITE.format(**names))
+    floor = read + write
+    header = f"{'wall s':>8}{'network s':>11}{'rest s':>8}{'rest x floor':>14}{'RSS MB':>8}"
+    print(f"{'step':<40}{header}")
+    print(f"{'floor: read the 3-band raster once':<40}{read:>8.1f}{'':>33}{read_rss:>8.0f}")
+    print(f"{'floor: write a uint8 probability COG':<40}{write:>8.1f}{'':>33}{write_rss:>8.0f}")
+    print(f"{'floor: read + write':<40}{floor:>8.1f}{'':>19}{1:>14.2f}")
+    for (models, tta), (seconds, network, rss) in runs.items():
+        label = f"predictor, {models} model{'s' if models > 1 else ''}, TTA {tta}"
+        rest = seconds - network
+        times = f"{seconds:>8.1f}{network:>11.1f}{rest:>8.1f}{rest / floor:>14.2f}"
+        print(f"{label:<40}{times}{rss:>8.0f}")
+    print(
+        f"rest: the predictor's wall time less the time inside the network (a 1x1 convolution, "
+        f"timed per call); target: within 1.5x the floor ({pixels:.0f} Mpx)"
+    )
+
+
 def run_measured(code: str) -> tuple[float, float]:
     start = time.perf_counter()
     env = {**os.environ, "PYTHONPATH": str(REPO / "scripts")}
@@ -128,6 +246,12 @@ def main() -> None:
     parser.add_argument("--experiment", default="demo")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "out"))
+    parser.add_argument(
+        "--network",
+        choices=("model", "null"),
+        default="model",
+        help="null: a 1x1 convolution, to measure the predictor's cost against the I/O floor",
+    )
     args = parser.parse_args()
     work = Path(args.out) / f"predict_{args.size}"
     shutil.rmtree(work, ignore_errors=True)
@@ -144,6 +268,14 @@ compose_three_band(paths['vv'], paths['vh'], '{work}/scene.tif')
 """
     run_measured(prepare)
     pixels = args.size**2 / 1e6
+    if args.network == "null":
+        print(
+            f"scene {args.size}^2 px ({pixels:.0f} Mpx), recipe db3, device {args.device}, "
+            f"{os.cpu_count()} CPUs, network: a 1x1 convolution"
+        )
+        null_network(names, pixels)
+        shutil.rmtree(work)
+        return
     print(
         f"scene {args.size}^2 px ({pixels:.0f} Mpx), experiment {args.experiment}, "
         f"device {args.device}, {os.cpu_count()} CPUs, no TTA"

@@ -152,6 +152,23 @@ def test_crop_stitching_needs_a_centre_that_fits_the_window(kept):
         ScenePredictor([fold(PixelModel())], "linear3", window=320, stitch="crop", kept=kept)
 
 
+def test_a_recipe_of_per_window_statistics_is_applied_window_by_window(tmp_path, scene):
+    """minmax_pow3 scales each sample by its own min and max: the predictor applies it to
+    each window, not to the strip (here one window holds the whole scene)."""
+    from builtup.core.recipes import get_recipe
+
+    path, image, wedge = scene
+    network = PixelModel()
+    features = get_recipe("minmax_pow3")(image, ~wedge)
+    with torch.no_grad():
+        logits = network(torch.from_numpy(features[None]))
+    expected = np.rint(torch.softmax(logits, 1)[0, 1].numpy() * PROB_SCALE)
+    predictor = ScenePredictor([fold(network)], "minmax_pow3", window=1024, overlap=0)
+    predictor.predict_scene(path, tmp_path / "p.tif")
+    values = read(tmp_path / "p.tif")[0]
+    assert np.abs(values[~wedge].astype(int) - expected[~wedge]).max() <= 1
+
+
 def write_stack(path, rng, nodata_cols=40):
     """A temporal stack of 300 x 400 px: dB statistics, NaN where no acquisition has data and
     in the ascending means (a city seen only from descending orbits)."""

@@ -125,6 +125,12 @@ class Recipe:
     def channels(self) -> int:
         return len(self.channel_names)
 
+    @property
+    def per_pixel(self) -> bool:
+        """Whether each output pixel depends on its own input pixel only (not on statistics of
+        the whole sample), so that the recipe of a strip equals that of its windows."""
+        return not any(name.startswith("minmax_pow") for name in self.channel_names)
+
     def __call__(self, x: np.ndarray, valid: np.ndarray) -> np.ndarray:
         return Features(x, valid).stack(self.channel_names)
 

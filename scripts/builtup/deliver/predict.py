@@ -110,6 +110,12 @@ class ScenePredictor:
     ``stitch="blend"``: windows of ``window`` px overlapping by at least ``overlap`` px,
     blended. ``stitch="crop"``: context windows of ``window`` px of which the central
     ``kept`` px are kept.
+
+    The CPU reads a strip of windows (GDAL) and applies the recipe to it on a reader
+    thread; the strip goes to the device once, where normalisation per fold model, window
+    extraction, TTA, blending and the uint8 encoding run as tensor operations; finished
+    rows are written on a writer thread. Reading the next strip and writing the last rows
+    overlap with the device's work.
     """
 
     def __init__(
@@ -124,17 +130,19 @@ class ScenePredictor:
         stitch: str = "blend",
         kept: int | None = None,
     ):
-        self.models, self.recipe = models, get_recipe(recipe)
+        self.recipe = get_recipe(recipe)
         self.overlap, self.batch_size = overlap, batch_size
         self.device = torch.device(device)
         self.autocast = self.device.type == "cuda"
-        transforms = TTA[tta]
-        self.networks = [
-            m.network
-            if transforms is None
-            else ttach.SegmentationTTAWrapper(m.network, transforms(), merge_mode="mean")
+        self.networks = [m.network for m in models]
+        self.norms = [
+            (
+                torch.as_tensor(m.mean, device=self.device),
+                torch.as_tensor(m.std, device=self.device),
+            )
             for m in models
         ]
+        self.transforms = list(TTA[tta]()) if TTA[tta] is not None else []
         if stitch == "crop":
             if kept is None or not 0 < kept <= window or (window - kept) % 2:
                 raise ValueError(
@@ -142,28 +150,43 @@ class ScenePredictor:
                     f"at most the window ({window}) and differ from it by an even number"
                 )
             self.kept, self.margin, self.overlap = kept, (window - kept) // 2, 0
-            self.weights = np.ones((kept, kept), np.float32)
+            weights = np.ones((kept, kept), np.float32)
         elif stitch == "blend":
             self.kept, self.margin = window, 0
-            self.weights = blend_weights(window, overlap)
+            weights = blend_weights(window, overlap)
         else:
             raise ValueError(f"stitch must be 'blend' or 'crop', not {stitch!r}")
+        self.weights = torch.from_numpy(weights).to(self.device)
 
     @torch.no_grad()
-    def probabilities(self, patches: np.ndarray, valid: np.ndarray) -> np.ndarray:
-        """(N, H, W) built-up probability of (N, bands, H, W) patches of the recipe's kind."""
-        features = np.stack([self.recipe(p, v) for p, v in zip(patches, valid, strict=True)])
-        nodata = ~np.broadcast_to(valid[:, None], features.shape)
-        height, width = features.shape[-2:]
+    def logits(self, network, batch: torch.Tensor) -> torch.Tensor:
+        """(N, 2, H, W) float32 logits of a normalised batch, averaged over the TTA passes."""
+        height, width = batch.shape[-2:]
+        padded = pad_to_stride(batch)
+        if not self.transforms:
+            return self._forward(network, padded)[..., :height, :width]
+        total = 0.0
+        for transform in self.transforms:
+            # contiguous: convolutions on a rotated (transposed) view take a slow path
+            output = self._forward(network, transform.augment_image(padded).contiguous())
+            total = total + transform.deaugment_mask(output)
+        return (total / len(self.transforms))[..., :height, :width]
+
+    def _forward(self, network, batch: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
+            return network(batch).float()
+
+    @torch.no_grad()
+    def probabilities(self, features: torch.Tensor, valid: torch.Tensor, cols, size_x):
+        """(N, H, W) built-up probability of the windows at ``cols`` of a strip of recipe
+        features (C, H, W) and its valid mask (H, W), on the device."""
+        width = size_x + 2 * self.margin
         logits = 0.0
-        for model, network in zip(self.models, self.networks, strict=True):
-            inputs = (features - model.mean) / model.std
-            inputs[nodata] = 0.0
-            batch = pad_to_stride(torch.from_numpy(inputs).to(self.device, non_blocking=True))
-            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
-                logits = logits + network(batch)[..., :height, :width].float()
-        logits = logits / len(self.models)
-        return torch.softmax(logits, dim=1)[:, 1].cpu().numpy()
+        for network, (mean, std) in zip(self.networks, self.norms, strict=True):
+            inputs = ((features - mean) / std).masked_fill_(~valid, 0.0)
+            batch = torch.stack([inputs[:, :, c : c + width] for c in cols])
+            logits = logits + self.logits(network, batch)
+        return torch.softmax(logits / len(self.networks), dim=1)[:, 1]
 
     def predict_scene(self, scene_path: str | Path, out_path: str | Path) -> dict:
         with open_raster(scene_path) as src:
@@ -177,27 +200,44 @@ class ScenePredictor:
             size_y, size_x = min(self.kept, height), min(self.kept, width)
             rows = tile_offsets(height, size_y, min(self.overlap, size_y - 1))
             cols = tile_offsets(width, size_x, min(self.overlap, size_x - 1))
-            buffer = _RollingBuffer(size_y + max(np.diff(rows), default=0), width)
-            with probability_raster(src.profile, out_path) as dst, ThreadPoolExecutor(1) as reader:
+            buffer = _RollingBuffer(size_y + max(np.diff(rows), default=0), width, self.device)
+            with (
+                probability_raster(src.profile, out_path) as dst,
+                ThreadPoolExecutor(1) as reader,
+                ThreadPoolExecutor(1) as writer,
+            ):
 
                 def read(row):
-                    return self._read_context(src, scene_path, row, size_y)
+                    return self._features(src, scene_path, row, size_y)
 
-                pending = reader.submit(read, rows[0])
+                def write(top, values):
+                    window = rasterio.windows.Window(0, top, width, values.shape[0])
+                    dst.write(values[None], window=window)
+
+                pending, written = reader.submit(read, rows[0]), []
                 for k, row in enumerate(rows):
-                    strip = pending.result()
+                    features, valid = pending.result()
                     if k + 1 < len(rows):
                         pending = reader.submit(read, rows[k + 1])
-                    valid = ~np.all(is_nodata(strip, src.nodata), axis=0)
-                    self._predict_strip(strip, valid, row, cols, (size_y, size_x), buffer)
+                    self._predict_strip(features, valid, row, cols, (size_y, size_x), buffer)
                     top, values = buffer.flush(rows[k + 1] if k + 1 < len(rows) else height)
                     if len(values):
-                        dst.write(
-                            values[None],
-                            window=rasterio.windows.Window(0, top, width, values.shape[0]),
-                        )
+                        written.append(writer.submit(write, top, values))
+                for job in written:
+                    job.result()
         log.info("%s: %d x %d px, %d windows", out_path, width, height, len(rows) * len(cols))
         return {"width": width, "height": height, "windows": len(rows) * len(cols)}
+
+    def _features(self, src, path, row: int, rows: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The recipe's features (C, H, W) and the valid mask (H, W) of the strip at ``row``
+        with its context, as tensors on the device."""
+        strip = self._read_context(src, path, row, rows)
+        valid = ~np.all(is_nodata(strip, src.nodata), axis=0)
+        features = self.recipe(strip, valid) if self.recipe.per_pixel else strip
+        return (
+            torch.from_numpy(features).to(self.device, non_blocking=True),
+            torch.from_numpy(valid).to(self.device, non_blocking=True),
+        )
 
     def _read_context(self, src, path, row: int, rows: int) -> np.ndarray:
         """Rows [row, row + rows) of the scene with ``margin`` px of context on every side;
@@ -213,27 +253,38 @@ class ScenePredictor:
         )
         return strip
 
-    def _predict_strip(self, strip, valid_strip, row, cols, kept, buffer) -> None:
+    def _predict_strip(self, features, valid, row, cols, kept, buffer) -> None:
         """Predict the windows of a strip; keep the central ``kept`` (rows, cols) of each."""
         m, (size_y, size_x) = self.margin, kept
         weights = self.weights[:size_y, :size_x]
+        width = size_x + 2 * m
         for start in range(0, len(cols), self.batch_size):
             chunk = cols[start : start + self.batch_size]
-            patches = np.stack([strip[:, :, c : c + size_x + 2 * m] for c in chunk])
-            valid = np.stack([valid_strip[:, c : c + size_x + 2 * m] for c in chunk])
-            probs = self.probabilities(patches, valid)
+            if self.recipe.per_pixel:
+                probs = self.probabilities(features, valid, chunk, size_x)
+            else:  # a recipe of per-window statistics: applied window by window
+                probs = torch.cat([self._per_window(features, valid, c, width) for c in chunk])
             centre = np.s_[m : m + size_y, m : m + size_x]
-            for col, prob, ok in zip(chunk, probs, valid, strict=True):
-                buffer.add(row, col, prob[centre], weights, ok[centre])
+            for col, prob in zip(chunk, probs, strict=True):
+                ok = valid[m : m + size_y, col + m : col + m + size_x]
+                buffer.add(row, col, prob[centre], weights, ok)
+
+    def _per_window(self, strip, valid, col, width) -> torch.Tensor:
+        patch = strip[:, :, col : col + width].cpu().numpy()
+        ok = valid[:, col : col + width].cpu().numpy()
+        features = torch.from_numpy(self.recipe(patch, ok)).to(self.device)
+        return self.probabilities(
+            features, valid[:, col : col + width], [0], width - 2 * self.margin
+        )
 
 
 class _RollingBuffer:
-    """Weighted sums of predictions for the rows not yet written."""
+    """Weighted sums of predictions for the rows not yet written, on the device."""
 
-    def __init__(self, rows: int, width: int):
-        self.total = np.zeros((rows, width), np.float32)
-        self.weight = np.zeros((rows, width), np.float32)
-        self.valid = np.zeros((rows, width), bool)
+    def __init__(self, rows: int, width: int, device):
+        self.total = torch.zeros((rows, width), dtype=torch.float32, device=device)
+        self.weight = torch.zeros((rows, width), dtype=torch.float32, device=device)
+        self.valid = torch.zeros((rows, width), dtype=torch.bool, device=device)
         self.top = 0
 
     def add(self, row, col, prob, weights, valid) -> None:
@@ -246,10 +297,11 @@ class _RollingBuffer:
     def flush(self, until: int) -> tuple[int, np.ndarray]:
         """(top row, uint8 probabilities) of every row above ``until``, dropped from the buffer."""
         top, n = self.top, max(until - self.top, 0)
-        prob = self.total[:n] / np.maximum(self.weight[:n], 1e-12)
-        out = np.where(self.valid[:n], np.rint(prob * PROB_SCALE), PROB_NODATA).astype(np.uint8)
+        prob = self.total[:n] / self.weight[:n].clamp_min(1e-12)
+        levels = torch.where(self.valid[:n], torch.round(prob * PROB_SCALE), PROB_NODATA)
+        out = levels.to(torch.uint8).cpu().numpy()
         for array in (self.total, self.weight, self.valid):
-            array[: len(array) - n] = array[n:].copy()
+            array[: len(array) - n] = array[n:].clone()
             array[len(array) - n :] = 0
         self.top += n
         return top, out
