@@ -135,10 +135,11 @@ class ScenePredictor:
         self.device = torch.device(device)
         self.autocast = self.device.type == "cuda"
         self.networks = [m.network for m in models]
+        # (x - mean) / std as one fused x * scale + shift per fold model
         self.norms = [
             (
-                torch.as_tensor(m.mean, device=self.device),
-                torch.as_tensor(m.std, device=self.device),
+                torch.as_tensor(1 / m.std, device=self.device),
+                torch.as_tensor(-m.mean / m.std, device=self.device),
             )
             for m in models
         ]
@@ -160,17 +161,18 @@ class ScenePredictor:
 
     @torch.no_grad()
     def logits(self, network, batch: torch.Tensor) -> torch.Tensor:
-        """(N, 2, H, W) float32 logits of a normalised batch, averaged over the TTA passes."""
+        """(N, 2, H, W) float32 logits of a normalised batch, summed over the TTA passes."""
         height, width = batch.shape[-2:]
         padded = pad_to_stride(batch)
         if not self.transforms:
             return self._forward(network, padded)[..., :height, :width]
-        total = 0.0
+        total = None
         for transform in self.transforms:
             # contiguous: convolutions on a rotated (transposed) view take a slow path
             output = self._forward(network, transform.augment_image(padded).contiguous())
-            total = total + transform.deaugment_mask(output)
-        return (total / len(self.transforms))[..., :height, :width]
+            output = transform.deaugment_mask(output)
+            total = output.contiguous() if total is None else total.add_(output)
+        return total[..., :height, :width]
 
     def _forward(self, network, batch: torch.Tensor) -> torch.Tensor:
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
@@ -179,14 +181,21 @@ class ScenePredictor:
     @torch.no_grad()
     def probabilities(self, features: torch.Tensor, valid: torch.Tensor, cols, size_x):
         """(N, H, W) built-up probability of the windows at ``cols`` of a strip of recipe
-        features (C, H, W) and its valid mask (H, W), on the device."""
+        features (C, H, W) and its valid mask (H, W), on the device: each fold model's
+        normalisation applied to the strip once, its windows run in batches."""
         width = size_x + 2 * self.margin
-        logits = 0.0
-        for network, (mean, std) in zip(self.networks, self.norms, strict=True):
-            inputs = ((features - mean) / std).masked_fill_(~valid, 0.0)
-            batch = torch.stack([inputs[:, :, c : c + width] for c in cols])
-            logits = logits + self.logits(network, batch)
-        return torch.softmax(logits / len(self.networks), dim=1)[:, 1]
+        logits = torch.zeros(
+            (len(cols), 2, features.shape[1], width), dtype=torch.float32, device=self.device
+        )
+        for network, (scale, shift) in zip(self.networks, self.norms, strict=True):
+            inputs = torch.addcmul(shift, features, scale).masked_fill_(~valid, 0.0)
+            for k in range(0, len(cols), self.batch_size):
+                windows = [inputs[:, :, c : c + width] for c in cols[k : k + self.batch_size]]
+                logits[k : k + len(windows)] += self.logits(network, torch.stack(windows))
+        # the mean over models and TTA passes; softmax of 2 classes: the built-up probability
+        # is the sigmoid of their difference
+        passes = len(self.networks) * max(len(self.transforms), 1)
+        return torch.sigmoid((logits[:, 1] - logits[:, 0]) / passes)
 
     def predict_scene(self, scene_path: str | Path, out_path: str | Path) -> dict:
         with open_raster(scene_path) as src:
@@ -206,9 +215,14 @@ class ScenePredictor:
                 ThreadPoolExecutor(1) as reader,
                 ThreadPoolExecutor(1) as writer,
             ):
+                strips = _StripReader(src, scene_path, self.recipe, self.margin)
 
                 def read(row):
-                    return self._features(src, scene_path, row, size_y)
+                    features, valid = strips.strip(row, size_y)
+                    return (
+                        torch.from_numpy(features).to(self.device, non_blocking=True),
+                        torch.from_numpy(valid).to(self.device, non_blocking=True),
+                    )
 
                 def write(top, values):
                     window = rasterio.windows.Window(0, top, width, values.shape[0])
@@ -228,54 +242,67 @@ class ScenePredictor:
         log.info("%s: %d x %d px, %d windows", out_path, width, height, len(rows) * len(cols))
         return {"width": width, "height": height, "windows": len(rows) * len(cols)}
 
-    def _features(self, src, path, row: int, rows: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """The recipe's features (C, H, W) and the valid mask (H, W) of the strip at ``row``
-        with its context, as tensors on the device."""
-        strip = self._read_context(src, path, row, rows)
-        valid = ~np.all(is_nodata(strip, src.nodata), axis=0)
-        features = self.recipe(strip, valid) if self.recipe.per_pixel else strip
-        return (
-            torch.from_numpy(features).to(self.device, non_blocking=True),
-            torch.from_numpy(valid).to(self.device, non_blocking=True),
-        )
-
-    def _read_context(self, src, path, row: int, rows: int) -> np.ndarray:
-        """Rows [row, row + rows) of the scene with ``margin`` px of context on every side;
-        context beyond the scene's edges is nodata."""
-        m = self.margin
-        if m == 0:
-            return read_window(src, path, rasterio.windows.Window(0, row, src.width, rows))
-        fill = np.nan if src.nodata is None else src.nodata
-        strip = np.full((src.count, rows + 2 * m, src.width + 2 * m), fill, src.dtypes[0])
-        top, bottom = max(row - m, 0), min(row + rows + m, src.height)
-        strip[:, top - (row - m) : bottom - (row - m), m : m + src.width] = read_window(
-            src, path, rasterio.windows.Window(0, top, src.width, bottom - top)
-        )
-        return strip
-
     def _predict_strip(self, features, valid, row, cols, kept, buffer) -> None:
         """Predict the windows of a strip; keep the central ``kept`` (rows, cols) of each."""
         m, (size_y, size_x) = self.margin, kept
         weights = self.weights[:size_y, :size_x]
-        width = size_x + 2 * m
-        for start in range(0, len(cols), self.batch_size):
-            chunk = cols[start : start + self.batch_size]
-            if self.recipe.per_pixel:
-                probs = self.probabilities(features, valid, chunk, size_x)
-            else:  # a recipe of per-window statistics: applied window by window
-                probs = torch.cat([self._per_window(features, valid, c, width) for c in chunk])
-            centre = np.s_[m : m + size_y, m : m + size_x]
-            for col, prob in zip(chunk, probs, strict=True):
-                ok = valid[m : m + size_y, col + m : col + m + size_x]
-                buffer.add(row, col, prob[centre], weights, ok)
+        if self.recipe.per_pixel:
+            probs = self.probabilities(features, valid, cols, size_x)
+        else:  # a recipe of per-window statistics: applied window by window
+            probs = torch.cat([self._per_window(features, valid, c, size_x) for c in cols])
+        centre = np.s_[m : m + size_y, m : m + size_x]
+        for col, prob in zip(cols, probs, strict=True):
+            ok = valid[m : m + size_y, col + m : col + m + size_x]
+            buffer.add(row, col, prob[centre], weights, ok)
 
-    def _per_window(self, strip, valid, col, width) -> torch.Tensor:
+    def _per_window(self, strip, valid, col, size_x) -> torch.Tensor:
+        width = size_x + 2 * self.margin
         patch = strip[:, :, col : col + width].cpu().numpy()
         ok = valid[:, col : col + width].cpu().numpy()
         features = torch.from_numpy(self.recipe(patch, ok)).to(self.device)
-        return self.probabilities(
-            features, valid[:, col : col + width], [0], width - 2 * self.margin
-        )
+        return self.probabilities(features, valid[:, col : col + width], [0], size_x)
+
+
+class _StripReader:
+    """Strips of a scene with ``margin`` px of context on every side (nodata beyond the
+    scene's edges): the recipe's features (C, H, W) and the valid mask (H, W), numpy. Rows a
+    strip shares with the previous one are taken from it, not decoded and computed again."""
+
+    def __init__(self, src, path, recipe, margin: int):
+        self.src, self.path, self.recipe, self.margin = src, path, recipe, margin
+        self.last: tuple[int, np.ndarray, np.ndarray] | None = None
+
+    def strip(self, row: int, rows: int) -> tuple[np.ndarray, np.ndarray]:
+        """The strip of scene rows [row, row + rows) and its context."""
+        top, count = row - self.margin, rows + 2 * self.margin
+        shared = 0
+        if self.last is not None and self.last[0] <= top:
+            last_top, last_features, _ = self.last
+            shared = max(0, min(last_top + last_features.shape[1] - top, count))
+        features, valid = self._fresh(top + shared, count - shared)
+        if shared:
+            last_top, last_features, last_valid = self.last
+            kept = slice(top - last_top, top - last_top + shared)
+            features = np.concatenate([last_features[:, kept], features], axis=1)
+            valid = np.concatenate([last_valid[kept], valid], axis=0)
+        self.last = (top, features, valid)
+        return features, valid
+
+    def _fresh(self, top: int, count: int) -> tuple[np.ndarray, np.ndarray]:
+        src, m = self.src, self.margin
+        first, end = max(top, 0), min(top + count, src.height)
+        window = rasterio.windows.Window(0, first, src.width, max(end - first, 0))
+        if m == 0 and (first, end) == (top, top + count):
+            strip = read_window(src, self.path, window)
+        else:
+            fill = np.nan if src.nodata is None else src.nodata
+            strip = np.full((src.count, count, src.width + 2 * m), fill, src.dtypes[0])
+            if end > first:
+                strip[:, first - top : end - top, m : m + src.width] = read_window(
+                    src, self.path, window
+                )
+        valid = ~np.all(is_nodata(strip, src.nodata), axis=0)
+        return (self.recipe(strip, valid) if self.recipe.per_pixel else strip), valid
 
 
 class _RollingBuffer:
