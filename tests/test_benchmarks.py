@@ -1,4 +1,4 @@
-"""The preparation benchmark runs end to end on a small scene (figures are its job, not ours)."""
+"""The benchmarks run end to end on small scenes (figures are their job, not the tests')."""
 
 import json
 import subprocess
@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 import rasterio
 
 REPO = Path(__file__).resolve().parents[1]
@@ -64,3 +65,46 @@ def test_bench_stack_stacks_warped_and_unwarped_acquisitions(tmp_path):
     counted = count[np.isfinite(count)]
     assert (counted == 4).mean() > 0.9  # the shifted VRTs are read and warped
     assert np.nanmax(std) > 0  # bilinear warping changes the shifted ones' values
+
+
+def test_bench_predict_with_a_null_network_prints_the_floor_and_both_predictors(tmp_path):
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "benchmarks" / "bench_predict.py"),
+            *("--size", "768", "--network", "null", "--out", str(tmp_path)),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = {line[:40].strip(): line[40:].split() for line in result.stdout.splitlines()[2:-1]}
+    assert list(rows) == [
+        "floor: read the 3-band raster once",
+        "floor: write a uint8 probability COG",
+        "floor: read + write",
+        "predictor, 1 model, TTA none",
+        "predictor, 4 models, TTA rot90",
+    ]
+    wall, network, rest, ratio, _ = map(float, rows["predictor, 4 models, TTA rot90"])
+    assert 0 < network < wall and rest == pytest.approx(wall - network, abs=0.11) and ratio > 0
+
+
+def test_bench_loader_draws_tiles_and_scene_windows():
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "benchmarks" / "bench_loader.py"),
+            *("--size", "1024", "--samples", "16", "--workers", "1"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    windows = [line.split() for line in result.stdout.splitlines() if line.startswith("windows")]
+    assert [(w[0] + " " + w[1], w[-3]) for w in windows] == [
+        (f"windows {size}", workers) for size in (512, 896) for _ in range(2) for workers in "01"
+    ]
+    assert all(float(w[-1]) > 0 for w in windows)
