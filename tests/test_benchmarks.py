@@ -12,29 +12,33 @@ import rasterio
 REPO = Path(__file__).resolve().parents[1]
 
 
-def test_bench_prepare_runs_every_step_with_the_codec_asked(tmp_path):
-    codec = {"compress": "deflate"}
+def run_benchmark(script: str, *args: str) -> subprocess.CompletedProcess:
     result = subprocess.run(
-        [
-            sys.executable,
-            str(REPO / "benchmarks" / "bench_prepare.py"),
-            "--size",
-            "768",
-            "--repeat",
-            "2",
-            "--threads",
-            "1",
-            "--codec",
-            json.dumps(codec),
-            "--keep",
-            "--out",
-            str(tmp_path),
-        ],
+        [sys.executable, str(REPO / "benchmarks" / script), *args],
         capture_output=True,
         text=True,
         timeout=600,
     )
     assert result.returncode == 0, result.stderr[-2000:]
+    return result
+
+
+def test_bench_prepare_runs_every_step_with_the_codec_asked(tmp_path):
+    codec = {"compress": "deflate"}
+    result = run_benchmark(
+        "bench_prepare.py",
+        "--size",
+        "768",
+        "--repeat",
+        "2",
+        "--threads",
+        "1",
+        "--codec",
+        json.dumps(codec),
+        "--keep",
+        "--out",
+        str(tmp_path),
+    )
     lines = result.stdout.splitlines()
     assert "median of 2 runs" in lines[0] and '"deflate"' in lines[0]
     steps = [line.split()[0] for line in lines[2:]]
@@ -46,17 +50,10 @@ def test_bench_prepare_runs_every_step_with_the_codec_asked(tmp_path):
 
 
 def test_bench_stack_stacks_warped_and_unwarped_acquisitions(tmp_path):
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(REPO / "benchmarks" / "bench_stack.py"),
-            *("--size", "512", "--acquisitions", "4", "--keep", "--out", str(tmp_path)),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
+    result = run_benchmark(
+        "bench_stack.py",
+        *("--size", "512", "--acquisitions", "4", "--keep", "--out", str(tmp_path)),
     )
-    assert result.returncode == 0, result.stderr[-2000:]
     assert "stack of 4 acquisitions of 512^2 px (2 warped by 0.5 px)" in result.stdout
     assert "peak RSS" in result.stdout
     with rasterio.open(tmp_path / "stack_512" / "stack.tif") as stack:
@@ -68,17 +65,10 @@ def test_bench_stack_stacks_warped_and_unwarped_acquisitions(tmp_path):
 
 
 def test_bench_predict_with_a_null_network_prints_the_floor_and_both_predictors(tmp_path):
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(REPO / "benchmarks" / "bench_predict.py"),
-            *("--size", "768", "--network", "null", "--out", str(tmp_path)),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
+    result = run_benchmark(
+        "bench_predict.py",
+        *("--size", "768", "--network", "null", "--out", str(tmp_path)),
     )
-    assert result.returncode == 0, result.stderr[-2000:]
     rows = {line[:40].strip(): line[40:].split() for line in result.stdout.splitlines()[2:-1]}
     assert list(rows) == [
         "floor: read the 3-band raster once",
@@ -92,17 +82,10 @@ def test_bench_predict_with_a_null_network_prints_the_floor_and_both_predictors(
 
 
 def test_bench_loader_draws_tiles_and_scene_windows():
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(REPO / "benchmarks" / "bench_loader.py"),
-            *("--size", "1024", "--samples", "16", "--workers", "1"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
+    result = run_benchmark(
+        "bench_loader.py",
+        *("--size", "1024", "--samples", "16", "--workers", "1"),
     )
-    assert result.returncode == 0, result.stderr[-2000:]
     windows = [line.split() for line in result.stdout.splitlines() if line.startswith("windows")]
     assert [(w[0] + " " + w[1], w[-3]) for w in windows] == [
         (f"windows {size}", workers) for size in (512, 896) for _ in range(2) for workers in "01"
