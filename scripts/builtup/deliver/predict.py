@@ -158,6 +158,7 @@ class ScenePredictor:
         else:
             raise ValueError(f"stitch must be 'blend' or 'crop', not {stitch!r}")
         self.weights = torch.from_numpy(weights).to(self.device)
+        self._logits: torch.Tensor | None = None
 
     @torch.no_grad()
     def logits(self, network, batch: torch.Tensor) -> torch.Tensor:
@@ -184,18 +185,29 @@ class ScenePredictor:
         features (C, H, W) and its valid mask (H, W), on the device: each fold model's
         normalisation applied to the strip once, its windows run in batches."""
         width = size_x + 2 * self.margin
-        logits = torch.zeros(
-            (len(cols), 2, features.shape[1], width), dtype=torch.float32, device=self.device
-        )
-        for network, (scale, shift) in zip(self.networks, self.norms, strict=True):
+        logits = self._logits_buffer((len(cols), 2, features.shape[1], width))
+        for index, (network, (scale, shift)) in enumerate(
+            zip(self.networks, self.norms, strict=True)
+        ):
             inputs = torch.addcmul(shift, features, scale).masked_fill_(~valid, 0.0)
             for k in range(0, len(cols), self.batch_size):
                 windows = [inputs[:, :, c : c + width] for c in cols[k : k + self.batch_size]]
-                logits[k : k + len(windows)] += self.logits(network, torch.stack(windows))
+                out = self.logits(network, torch.stack(windows))
+                if index == 0:
+                    logits[k : k + len(windows)] = out
+                else:
+                    logits[k : k + len(windows)] += out
         # the mean over models and TTA passes; softmax of 2 classes: the built-up probability
         # is the sigmoid of their difference
         passes = len(self.networks) * max(len(self.transforms), 1)
         return torch.sigmoid((logits[:, 1] - logits[:, 0]) / passes)
+
+    def _logits_buffer(self, shape: tuple[int, ...]) -> torch.Tensor:
+        """The strip's window logits, one buffer reused strip after strip (a fresh one per
+        strip costs its allocation and page faults every time)."""
+        if self._logits is None or self._logits.shape != shape:
+            self._logits = torch.empty(shape, dtype=torch.float32, device=self.device)
+        return self._logits
 
     def predict_scene(self, scene_path: str | Path, out_path: str | Path) -> dict:
         with open_raster(scene_path) as src:
