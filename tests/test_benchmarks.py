@@ -91,3 +91,4 @@ def test_bench_loader_draws_tiles_and_scene_windows():
         (f"windows {size}", workers) for size in (512, 896) for _ in range(2) for workers in "01"
     ]
     assert all(float(w[-1]) > 0 for w in windows)
+    assert "read one random 512 px window (GDAL cache 16 MB): GeoTIFF" in result.stdout

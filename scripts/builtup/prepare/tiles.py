@@ -96,8 +96,9 @@ class TileMosaic:
     """Any window of a scene, read back pixel-exact from its memory-mapped tile stack.
 
     The tiles cover the scene without gaps, so a window is a few slices of neighbouring
-    tiles: a memory copy, 30x faster than decoding the compressed GeoTIFF (measured on
-    512 px windows), and no second copy of the scene on disk.
+    tiles: a memory copy, 42x faster than decoding the compressed GeoTIFF once the scene
+    outgrows GDAL's block cache (benchmarks/bench_loader.py), and no second copy of the
+    scene on disk.
     """
 
     def __init__(self, tiles: TileSet):
