@@ -7,11 +7,8 @@ from builtup.train.loop import train
 
 
 def main(inputs, outputs, params):
-    spec = load_experiment(inputs.experiment)
-    if inputs.weights:  # the fetched ImageNet weights or the experiment's own file
-        spec["model"]["encoder_weights"] = str(inputs.weights[0])
     train(
-        spec,
+        load_experiment(inputs.experiment),
         inputs.summary,
         inputs.tiles,
         scene_stacks(inputs.images, inputs.masks),
@@ -19,6 +16,7 @@ def main(inputs, outputs, params):
         workers=params.workers,
         devices=params.devices,
         mlruns=params.mlruns,
+        weights_file=inputs.weights[0] if inputs.weights else None,
     )
 
 

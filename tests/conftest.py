@@ -58,6 +58,67 @@ TINY = {
 }
 SMALL_DAG_EXPERIMENT = {**TINY, "epochs": 1}
 
+# Pixel lengths of the shipped experiments (windows, crops, context) at the tiny demo's scale
+CPU_SCALE = 1 / 7  # 896 px windows become 128 px, the tiny demo's tiles
+
+
+def _scaled(length: int, multiple: int = 32) -> int:
+    return max(multiple, round(length * CPU_SCALE / multiple) * multiple)
+
+
+def _scaled_transform(transform: dict) -> dict:
+    transform = dict(transform)
+    if "size" in transform:
+        transform["size"] = [_scaled(n) for n in transform["size"]]
+    if "min_max_height" in transform:
+        transform["min_max_height"] = [round(n * CPU_SCALE) for n in transform["min_max_height"]]
+    if "transforms" in transform:
+        transform["transforms"] = [_scaled_transform(t) for t in transform["transforms"]]
+    return transform
+
+
+def at_cpu_scale(spec: dict) -> dict:
+    """A shipped experiment shrunk in scale only, for the tiny demo on two CPU cores: one
+    epoch of a few small batches, windows, crops and prediction context at 1/7, on the CPU
+    in 32-bit precision. Model, input, loss, optimiser, schedule, sampler weights,
+    augmentation, stitching, TTA and delivery stay as the file has them."""
+    spec = copy.deepcopy(spec)
+    spec.update(epochs=1, batch_size=2, accelerator="cpu", devices=1, precision="32")
+    sampler = spec.setdefault("sampler", {})
+    sampler["samples_per_epoch"] = 4
+    if sampler.get("window"):
+        sampler["window"] = _scaled(sampler["window"])
+    augmentation = spec.get("augmentation", {})
+    augmentation["train"] = [_scaled_transform(t) for t in augmentation.get("train", [])]
+    prediction = spec.get("prediction", {})
+    for key in ("window", "kept"):
+        if prediction.get(key):
+            prediction[key] = _scaled(prediction[key])
+    return spec
+
+
+def place_imagenet_weights(model: dict, root: Path) -> Path:
+    """The file ``fetch_encoder_weights`` would write for ``model`` (random weights of the
+    right shapes) with its checksum, placed by hand as on an offline cluster."""
+    from builtup.config.encoders import LWREFINENET, weights_file
+    from builtup.core.checksums import sha256_of
+    from builtup.train.models import LWRefineNet
+
+    path = root / weights_file(model, "resources/weights")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if model["architecture"].lower() == LWREFINENET:
+        encoder = LWRefineNet.timm_encoder(model["encoder"])
+    else:
+        import segmentation_models_pytorch as smp
+
+        encoder = smp.encoders.get_encoder(model["encoder"], weights=None)
+    import torch
+
+    torch.save(encoder.state_dict(), path)
+    Path(f"{path}.sha256").write_text(f"{sha256_of(path)}  {path.name}\n")
+    return path
+
+
 # Two training cities and one test city: the smallest DAG that reaches the shapefiles.
 SMALL_DAG_CITIES = ["38SLF_Mosul", "38SMA_Najaf", "38SLD_Tikrit"]
 

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from builtup.config.encoders import LIBRARIES, weights_name
+from builtup.config.encoders import LIBRARIES, weights_file, weights_name
 from builtup.config.sheet import scan_unosat
 from builtup.core.errors import InputError
 from builtup.demo import generator as demo
@@ -50,6 +50,8 @@ def _train(args) -> None:
     fold = results / "folds" / args.fold
     spec = load_experiment(args.experiment)
     out = Path(args.out or results / "models" / spec["name"] / args.fold)
+    fetched = Path(weights_file(spec["model"], "resources/weights"))
+    imagenet = spec["model"]["encoder_weights"] == "imagenet"
     train(
         spec,
         fold / "summary.json",
@@ -62,6 +64,7 @@ def _train(args) -> None:
         strategy=args.strategy,
         max_epochs=args.max_epochs,
         mlruns=results / "mlruns",
+        weights_file=fetched if imagenet and fetched.is_file() else None,
     )
 
 

@@ -528,3 +528,47 @@ def test_delivery_threshold_defaults_to_the_out_of_fold_one():
     assert delivery["threshold"]["default"] == "oof"
     assert schema["properties"]["evaluation"]["properties"]["all_touched"]["default"] is False
     assert config["evaluation"]["all_touched"] is False
+
+
+def test_a_model_trained_from_fetched_imagenet_weights_matches_its_experiment(tmp_path):
+    """The experiment says ``imagenet``; the job reads the fetched file. The checkpoint keeps
+    the experiment's words, so prediction accepts it and loads no weights file."""
+    from builtup.train.task import SegmentationTask
+
+    fetched = tmp_path / "timm-mobilenetv2_050-imagenet.pth"
+    torch.save(SegmentationTask(TRAINED_SPEC).model.encoder.state_dict(), fetched)
+    spec = {**TRAINED_SPEC, "model": {**TRAINED_SPEC["model"], "encoder_weights": "imagenet"}}
+    task = SegmentationTask(spec, weights_file=fetched)
+    assert task.spec["model"]["encoder_weights"] == "imagenet"
+    path = save_task(task, tmp_path / "m.ckpt")
+    fetched.unlink()
+    model = load_fold_model(path, UNIT_NORMALISATION, spec, "cpu")
+    for name, value in task.model.state_dict().items():
+        assert torch.equal(model.network.state_dict()[name], value), name
+
+
+def test_an_experiment_pinned_to_the_cpu_predicts_on_the_cpu(monkeypatch):
+    from builtup.deliver.predict import resolve_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert resolve_device("auto", "cpu") == "cpu"
+    assert resolve_device("auto", "gpu") == "cuda"
+    assert resolve_device("cpu", "auto") == "cpu"
+
+
+@pytest.mark.parametrize(
+    ("bf16", "precision", "expected"),
+    [
+        (True, "auto", torch.bfloat16),
+        (False, "auto", torch.float16),
+        (True, "fp16", torch.float16),
+        (False, "bf16", torch.bfloat16),
+        (True, "fp32", None),
+    ],
+)
+def test_prediction_autocasts_to_what_the_gpu_supports(monkeypatch, bf16, precision, expected):
+    from builtup.deliver.predict import autocast_dtype
+
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: bf16)
+    assert autocast_dtype(torch.device("cuda"), precision) is expected
+    assert autocast_dtype(torch.device("cpu"), precision) is None

@@ -204,3 +204,25 @@ def test_training_tiles_come_from_the_stacks_given(tmp_path):
     other = rows.assign(scene="20150120_ASC")
     with pytest.raises(InputError, match="stacks were not given"):
         TileDataset(other, stacks, "linear3", [0.0] * 3, [1.0] * 3)
+
+
+def test_every_rank_draws_whole_batches():
+    """A BatchNorm fed one sample fails (DeepLabV3's pooled ASPP branch): every rank's share
+    of an epoch is whole batches, the epoch's length rounded up."""
+    has_target = np.arange(30) % 2 == 0
+    for world_size in (1, 2):
+        for rank in range(world_size):
+            sampler = TargetWeightedSampler(
+                has_target, 0.5, 0.5, 19, seed=2, rank=rank, world_size=world_size, batch_size=4
+            )
+            assert len(sampler) % 4 == 0 and len(list(sampler)) == len(sampler)
+            assert len(sampler) * world_size >= 19
+
+
+def test_sampler_draws_from_more_than_two_to_the_24_positions():
+    """torch.multinomial refuses more than 2**24 categories (about 170 full-size scenes of
+    window positions)."""
+    has_target = np.zeros(2**24 + 3, bool)
+    has_target[-1] = True
+    draws = list(TargetWeightedSampler(has_target, 1.0, 0.0, 5, seed=0))
+    assert draws == [2**24 + 2] * 5

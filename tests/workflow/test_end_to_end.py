@@ -10,7 +10,15 @@ import rasterio
 import torch
 import yaml
 
-from conftest import REPO, SMALL_DAG_CITIES, SMALL_DAG_EXPERIMENT, TINY, Sandbox
+from conftest import (
+    REPO,
+    SMALL_DAG_CITIES,
+    SMALL_DAG_EXPERIMENT,
+    TINY,
+    Sandbox,
+    at_cpu_scale,
+    place_imagenet_weights,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -18,40 +26,26 @@ TRAIN_CITIES = ["38SLF_Mosul", "38SMA_Najaf"]
 TEST_CITIES = ["38SLD_Tikrit"]  # its two acquisitions share a date
 
 
-def second_place_at_cpu_scale(weights_file) -> dict:
-    """The shipped 2nd-place experiment with windows, crops and training cut to the tiny demo
-    (256 px scenes) and the CPU; its VGG11 encoder starts from a local weights file."""
-    import segmentation_models_pytorch as smp
-
-    torch.save(smp.encoders.get_encoder("vgg11", weights=None).state_dict(), weights_file)
-    spec = yaml.safe_load((REPO / "config/experiments/unet_vgg11_2nd_place.yaml").read_text())
-    spec["model"]["encoder_weights"] = str(weights_file)
-    spec["sampler"].update(window=128, samples_per_epoch=8)
-    crop = spec["augmentation"]["train"][-1]
-    assert crop["name"] == "RandomSizedCrop"
-    crop.update(min_max_height=[83, 115], size=[128, 128], p=0.5)
-    spec["prediction"].update(window=192, kept=128)
-    spec.update(epochs=1, accelerator="cpu")
-    return spec
+SHIPPED = sorted(path.stem for path in (REPO / "config/experiments").glob("*.yaml"))
 
 
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory):
+    """Every shipped experiment, shrunk in scale only, beside the test experiment ``tiny`` and
+    an ensemble, through the whole DAG: ImageNet encoders from local weights files."""
     box = Sandbox(tmp_path_factory.mktemp("end_to_end"))
-    second = second_place_at_cpu_scale(box.root / "vgg11-encoder.pth")
-    (box.root / "config/experiments/second_place.yaml").write_text(yaml.safe_dump(second))
+    for name in SHIPPED:
+        spec = at_cpu_scale(yaml.safe_load((REPO / f"config/experiments/{name}.yaml").read_text()))
+        (box.root / f"config/experiments/{name}.yaml").write_text(yaml.safe_dump(spec))
+        if spec["model"].get("encoder_weights") == "imagenet":
+            place_imagenet_weights(spec["model"], box.root)
     (box.root / "config/experiments/tiny.yaml").write_text(yaml.safe_dump(TINY))
-    other = {**TINY, "epochs": 1, "seed": 6, "recipe": "linear3"}
-    (box.root / "config/experiments/tiny_b.yaml").write_text(yaml.safe_dump(other))
     box.config["cities"] = TRAIN_CITIES + TEST_CITIES  # a subset keeps the run short
-    stacked = {**TINY, "epochs": 1, "recipe": "stack_mean_std"}
-    stacked["sampler"] = {**TINY["sampler"], "samples_per_epoch": 12}
-    (box.root / "config/experiments/tiny_stack.yaml").write_text(yaml.safe_dump(stacked))
-    box.config["experiments"] = ["tiny", "tiny_b", "tiny_stack", "second_place"]
-    box.config["ensembles"] = {"pair": ["tiny", "tiny_b"]}
+    box.config["experiments"] = ["tiny", *SHIPPED]
+    box.config["ensembles"] = {"pair": ["tiny", "demo"]}
     box.config["delivery"] = {"threshold": "oof", "min_area": 200}
     box.write_config()
-    result = box.snakemake()
+    result = box.snakemake(timeout=2400)
     assert result.returncode == 0, result.stderr[-4000:]
     return box
 
@@ -66,7 +60,7 @@ def test_submission_shapefiles_for_the_test_cities(finished):
             assert {f.properties["DN"] for f in src} == {255}
 
 
-@pytest.mark.parametrize("experiment", ["tiny", "second_place"])  # blend, crop stitching
+@pytest.mark.parametrize("experiment", ["tiny", "unet_vgg11_2nd_place"])  # blend, crop stitching
 def test_predictions_are_exactly_on_the_scene_grids(finished, experiment):
     root = finished.root
     for raster in sorted(root.glob("results/rasters/*/*.tif")):
@@ -135,20 +129,20 @@ def test_temporal_stacks_on_the_city_grids(finished):
 def test_a_stack_experiment_predicts_each_citys_stack_on_its_grid(finished):
     root = finished.root
     for city in TRAIN_CITIES + TEST_CITIES:
-        folder = root / "results/predictions/tiny_stack" / city
+        folder = root / "results/predictions/temporal_demo" / city
         assert [p.name for p in folder.glob("*.tif")] == ["stack.tif"]
         with (
             rasterio.open(root / f"results/stacks/{city}.tif") as stack,
             rasterio.open(folder / "stack.tif") as pred,
-            rasterio.open(root / f"results/cities/tiny_stack/{city}.tif") as city_map,
+            rasterio.open(root / f"results/cities/temporal_demo/{city}.tif") as city_map,
         ):
             assert pred.transform == stack.transform and pred.shape == stack.shape
             assert city_map.transform == stack.transform
             no_acquisition = np.isnan(stack.read(1))
             np.testing.assert_array_equal(pred.read(1) == 255, no_acquisition)
-        assert (root / f"results/quicklooks/tiny_stack/{city}/stack.png").exists()
-    assert (root / "results/submission/tiny_stack/38SLD_Tikrit.shp").exists()
-    scenes = pd.read_csv(root / "results/metrics/tiny_stack/scenes.tsv", sep="\t")
+        assert (root / f"results/quicklooks/temporal_demo/{city}/stack.png").exists()
+    assert (root / "results/submission/temporal_demo/38SLD_Tikrit.shp").exists()
+    scenes = pd.read_csv(root / "results/metrics/temporal_demo/scenes.tsv", sep="\t")
     assert sorted(scenes["city"]) == sorted(TRAIN_CITIES + TEST_CITIES)
     assert set(scenes["scene"]) == {"stack"}
 
@@ -164,17 +158,9 @@ def test_folds_hold_scene_and_stack_tiles(finished):
 def test_leaderboard_ranks_experiments_ensembles_and_baselines(finished):
     table = pd.read_csv(finished.root / "results/metrics/leaderboard.tsv", sep="\t")
     assert sorted(table["name"]) == sorted(
-        [
-            "tiny",
-            "tiny_b",
-            "tiny_stack",
-            "second_place",
-            "pair",
-            "baseline: single-scene",
-            "baseline: multi-temporal",
-        ]
+        ["tiny", *SHIPPED, "pair", "baseline: single-scene", "baseline: multi-temporal"]
     )
-    assert table.set_index("name").loc["tiny_stack", "input"] == "stack"
+    assert table.set_index("name").loc["temporal_demo", "input"] == "stack"
     assert [c for c in table.columns if c.startswith("f1 ")] == [
         f"f1 {city}" for city in sorted(TRAIN_CITIES + TEST_CITIES)
     ]
@@ -188,13 +174,13 @@ def test_leaderboard_ranks_experiments_ensembles_and_baselines(finished):
 def test_the_2nd_place_experiment_trains_on_scene_windows_and_delivers_mean_logits(finished):
     root = finished.root
     for fold in TRAIN_CITIES:
-        state = torch.load(root / f"results/models/second_place/{fold}/model.ckpt", "cpu")
+        state = torch.load(root / f"results/models/unet_vgg11_2nd_place/{fold}/model.ckpt", "cpu")
         spec = state["hyper_parameters"]["spec"]
         assert spec["sampler"]["source"] == "scenes" and spec["recipe"] == "vvvh_clip2"
-        epochs = pd.read_csv(root / f"results/models/second_place/{fold}/metrics.csv")
+        epochs = pd.read_csv(root / f"results/models/unet_vgg11_2nd_place/{fold}/metrics.csv")
         assert len(epochs) == 1 and np.isfinite(epochs["val/loss"]).all()
     # the city map is the probability of the mean logit of the city's acquisitions
-    folder = root / "results/predictions/second_place/38SLD_Tikrit"
+    folder = root / "results/predictions/unet_vgg11_2nd_place/38SLD_Tikrit"
     logits, valid = [], []
     for path in sorted(folder.glob("*.tif")):
         with rasterio.open(path) as src:
@@ -205,18 +191,37 @@ def test_the_2nd_place_experiment_trains_on_scene_windows_and_delivers_mean_logi
     assert len(logits) == 2
     count = np.sum(valid, axis=0)
     mean = np.where(valid, logits, 0).sum(axis=0) / np.maximum(count, 1)
-    with rasterio.open(root / "results/cities/second_place/38SLD_Tikrit.tif") as src:
+    with rasterio.open(root / "results/cities/unet_vgg11_2nd_place/38SLD_Tikrit.tif") as src:
         city = src.read(1).astype(int)
     expected = np.rint(254 / (1 + np.exp(-mean)))
     assert np.abs(city[count > 0] - expected[count > 0]).max() <= 1
-    threshold = json.loads((root / "results/thresholds/second_place.json").read_text())
+    threshold = json.loads((root / "results/thresholds/unet_vgg11_2nd_place.json").read_text())
     assert threshold["threshold"] == 0.5  # logit 0
-    assert (root / "results/submission/second_place/38SLD_Tikrit.shp").exists()
+    assert (root / "results/submission/unet_vgg11_2nd_place/38SLD_Tikrit.shp").exists()
     row = pd.read_csv(root / "results/metrics/leaderboard.tsv", sep="\t").set_index("name")
-    row = row.loc["second_place"]
+    row = row.loc["unet_vgg11_2nd_place"]
     assert row["sampling"] == "scene windows 128 px, weights 0.5/0.5"
-    assert row["stitching"] == "crop 128 of 192" and row["aggregation"] == "logit"
-    assert row["architecture"] == "Unet vgg11 (weights file)"
+    assert row["stitching"] == "crop 128 of 160" and row["aggregation"] == "logit"
+    assert row["architecture"] == "Unet vgg11 (ImageNet)"
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_every_shipped_experiment_delivers_shapefiles_and_a_leaderboard_row(finished, name):
+    """The file a user runs, at CPU scale: trained per fold (from the fetched ImageNet weights
+    where it says so), predicted with its own stitching and TTA, delivered and ranked."""
+    root = finished.root
+    shipped = yaml.safe_load((REPO / f"config/experiments/{name}.yaml").read_text())
+    for fold in TRAIN_CITIES:
+        state = torch.load(root / f"results/models/{name}/{fold}/model.ckpt", "cpu")
+        trained = state["hyper_parameters"]["spec"]["model"]
+        assert trained["encoder_weights"] == shipped["model"]["encoder_weights"]
+    with fiona.open(root / f"results/submission/{name}/38SLD_Tikrit.shp") as src:
+        assert src.crs.to_epsg() == 32638
+        assert {f.properties["DN"] for f in src} <= {255}
+    summary = json.loads((root / f"results/metrics/{name}/summary.json").read_text())
+    assert 0 <= summary["overall"]["test"]["f1"] <= 1
+    table = pd.read_csv(root / "results/metrics/leaderboard.tsv", sep="\t").set_index("name")
+    assert table.loc[name, "test_f1"] == round(summary["overall"]["test"]["f1"], 4)
 
 
 def test_quicklooks_and_report(finished):
@@ -231,7 +236,7 @@ def test_ensemble_averages_its_members(finished):
     root = finished.root
     scene = "results/predictions/{}/38SLD_Tikrit/20150207_DES.tif"
     values = []
-    for name in ("tiny", "tiny_b", "pair"):
+    for name in ("tiny", "demo", "pair"):
         with rasterio.open(root / scene.format(name)) as src:
             values.append(src.read(1).astype(int))
     valid = values[2] != 255

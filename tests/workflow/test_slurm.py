@@ -15,6 +15,7 @@ from pathlib import Path
 
 import fiona
 import pytest
+import yaml
 
 from conftest import REPO, SMALL_DAG_CITIES, TINY, Sandbox
 from slurm_cluster import LocalSlurm, missing_tools
@@ -32,6 +33,7 @@ TEST_SETTINGS = [
     "5",
 ]
 HARD_TIMEOUT_S = 900
+DDP_FOLD = "38SLF_Mosul"
 
 
 @pytest.fixture(scope="module")
@@ -78,23 +80,50 @@ def test_whole_dag_through_the_slurm_profile(cluster, tmp_path):
     box = Sandbox(tmp_path)
     # accelerator auto: the jobs ask SLURM for a GPU and fall back to the CPU inside them
     box.small_dag(SMALL_DAG_CITIES, {**TINY, "epochs": 1, "accelerator": "auto"})
+    # two DDP processes in one job, on the CPU (gloo), as several GPUs would train
+    ddp = {**TINY, "epochs": 1, "accelerator": "cpu", "devices": 2}
+    ddp["sampler"] = {**TINY["sampler"], "samples_per_epoch": 8}
+    (box.root / "config/experiments/tiny_ddp.yaml").write_text(yaml.safe_dump(ddp))
+    box.config["experiments"] = ["tiny", "tiny_ddp"]
+    box.write_config()
 
     shapefile = "results/submission/tiny/38SLD_Tikrit.shp"
-    result = run_snakemake(cluster, box.root, shapefile)
+    ddp_model = f"results/models/tiny_ddp/{DDP_FOLD}/model.ckpt"
+    result = run_snakemake(cluster, box.root, shapefile, ddp_model)
     assert result.returncode == 0, result.stdout[-6000:]
 
     with fiona.open(box.root / shapefile) as src:
         assert src.crs.to_epsg() == 32638 and len(src) > 0
 
-    jobs = cluster.run("scontrol", "show", "job", "-o")
-    gpu_jobs = [line for line in jobs.splitlines() if "Partition=gpu" in line]
-    cpu_jobs = [line for line in jobs.splitlines() if "Partition=cpu" in line]
+    jobs = cluster.run("scontrol", "show", "job", "-o").splitlines()
+    ddp_jobs = [line for line in jobs if "rule_train" in line and "tiny_ddp" in line]
+    gpu_jobs = [line for line in jobs if "Partition=gpu" in line and line not in ddp_jobs]
+    cpu_jobs = [line for line in jobs if "Partition=cpu" in line]
     assert len(gpu_jobs) == 2 + 3  # a model per fold; every scene (the threshold needs OOF)
     assert all(re.search(r"TresPerJob=\S*gres:gpu:1", line) for line in gpu_jobs)
+    assert len(ddp_jobs) == 1 and "JobState=COMPLETED" in ddp_jobs[0]
     assert all("JobState=COMPLETED" in line for line in gpu_jobs + cpu_jobs)
     assert cpu_jobs and not any("gres:gpu" in line for line in cpu_jobs)
     train_log = (box.root / "results/logs/train/tiny/38SLF_Mosul.log").read_text()
     assert "GPUs placed by SLURM: CUDA_VISIBLE_DEVICES=0" in train_log
+    assert_two_ddp_ranks(box.root, DDP_FOLD)
+
+
+def assert_two_ddp_ranks(root: Path, fold: str) -> None:
+    """Two ranks trained, each on its half of the epoch's 8 draws, each with augmentation
+    streams of its own, and delivered one checkpoint."""
+    log = (root / f"results/logs/train/tiny_ddp/{fold}.log").read_text()
+    for rank in (1, 2):
+        assert f"training process {rank} of 2 on cpu" in log, log[-3000:]
+        assert f"process {rank} of 2: 4 of 8 draws per epoch" in log, log[-3000:]
+    seeds = {
+        rank: set(re.findall(rf"augmentation seed (\d+) \(process {rank}\b", log))
+        for rank in (1, 2)
+    }
+    assert seeds[1] and seeds[2] and not seeds[1] & seeds[2], log[-3000:]
+    folder = root / f"results/models/tiny_ddp/{fold}"
+    assert (folder / "model.ckpt").is_file()
+    assert len((folder / "metrics.csv").read_text().splitlines()) == 2  # one epoch
 
 
 FLAKY_WORKFLOW = """\

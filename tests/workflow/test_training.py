@@ -340,3 +340,71 @@ def test_imagenet_weights_come_from_the_local_fetch_rule(tiny, tmp_path, monkeyp
     result = box.snakemake(target)
     assert result.returncode != 0
     assert f"ERROR: {weights.relative_to(box.root)}: sha256 differs" in result.stderr
+
+
+def fold_data(tiny, spec=None):
+    fold = tiny.root / "results/folds" / FOLD
+    summary = json.loads((fold / "summary.json").read_text())
+    spec = spec or load_experiment(tiny.root / "config/experiments/tiny.yaml")
+    return TrainingData(
+        spec, summary, fold / "tiles.tsv", stacks_under(tiny.root / "results/tiles"), 0
+    )
+
+
+def on_rank(data, rank, world_size):
+    from types import SimpleNamespace
+
+    data.trainer = SimpleNamespace(
+        global_rank=rank,
+        world_size=world_size,
+        strategy=SimpleNamespace(root_device=torch.device("cpu")),
+    )
+    return data
+
+
+def test_ddp_ranks_augment_with_streams_of_their_own(tiny):
+    """Ranks start from one seed; each must still crop and flip its draws its own way."""
+    crops = []
+    for rank in (0, 1):
+        data = on_rank(fold_data(tiny), rank, 2)
+        data.train_dataloader()
+        crops.append(data.train_set[0][0])
+    assert not torch.equal(crops[0], crops[1])
+
+
+def test_ddp_validation_scores_each_tile_once(tiny):
+    shares = []
+    for rank in range(4):
+        data = on_rank(fold_data(tiny), rank, 4)
+        shares.append(list(data.val_dataloader().sampler))
+    everything = sorted(index for share in shares for index in share)
+    assert everything == list(range(len(fold_data(tiny).val_set)))
+    assert len(everything) % 4  # a remainder: padding would have repeated tiles
+
+
+def test_cpu_training_pins_no_memory(tiny, monkeypatch):
+    """Pinned memory opens a CUDA context: only for a model on the GPU."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    data = on_rank(fold_data(tiny), 0, 1)
+    assert data.train_dataloader().pin_memory is False
+
+
+def test_a_scene_model_is_not_retrained_when_only_the_stacks_change(tiny, tmp_path):
+    from builtup.core.bands import STACK
+    from builtup.train.loop import data_identity
+
+    fold = tiny.root / "results/folds" / FOLD
+    summary = json.loads((fold / "summary.json").read_text())
+    spec = load_experiment(tiny.root / "config/experiments/tiny.yaml")
+    tiles = pd.read_csv(fold / "tiles.tsv", sep="\t")
+    assert (tiles["scene"] == STACK).any()
+    changed = tiles.copy()
+    changed.loc[changed["scene"] == STACK, "target_ratio"] += 0.01
+    changed.to_csv(tmp_path / "tiles.tsv", sep="\t", index=False)
+    tiles.to_csv(tmp_path / "same.tsv", sep="\t", index=False)
+    scene_model = data_identity(spec, summary, tmp_path / "same.tsv")
+    assert data_identity(spec, summary, tmp_path / "tiles.tsv") == scene_model
+    stack_spec = {**spec, "recipe": "stack_mean_std"}
+    assert data_identity(stack_spec, summary, tmp_path / "tiles.tsv") != data_identity(
+        stack_spec, summary, tmp_path / "same.tsv"
+    )

@@ -129,11 +129,12 @@ class ScenePredictor:
         device="cpu",
         stitch: str = "blend",
         kept: int | None = None,
+        precision: str = "auto",
     ):
         self.recipe = get_recipe(recipe)
         self.overlap, self.batch_size = overlap, batch_size
         self.device = torch.device(device)
-        self.autocast = self.device.type == "cuda"
+        self.autocast = autocast_dtype(self.device, precision)
         self.networks = [m.network for m in models]
         # (x - mean) / std as one fused x * scale + shift per fold model
         self.norms = [
@@ -176,7 +177,9 @@ class ScenePredictor:
         return total[..., :height, :width]
 
     def _forward(self, network, batch: torch.Tensor) -> torch.Tensor:
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
+        with torch.autocast(
+            self.device.type, dtype=self.autocast, enabled=self.autocast is not None
+        ):
             return network(batch).float()
 
     @torch.no_grad()
@@ -230,11 +233,7 @@ class ScenePredictor:
                 strips = _StripReader(src, scene_path, self.recipe, self.margin)
 
                 def read(row):
-                    features, valid = strips.strip(row, size_y)
-                    return (
-                        torch.from_numpy(features).to(self.device, non_blocking=True),
-                        torch.from_numpy(valid).to(self.device, non_blocking=True),
-                    )
+                    return tuple(map(self._to_device, strips.strip(row, size_y)))
 
                 def write(top, values):
                     window = rasterio.windows.Window(0, top, width, values.shape[0])
@@ -253,6 +252,13 @@ class ScenePredictor:
                     job.result()
         log.info("%s: %d x %d px, %d windows", out_path, width, height, len(rows) * len(cols))
         return {"width": width, "height": height, "windows": len(rows) * len(cols)}
+
+    def _to_device(self, array: np.ndarray) -> torch.Tensor:
+        """A strip on the device; to CUDA from pinned memory, so that the copy overlaps."""
+        tensor = torch.from_numpy(array)
+        if self.device.type != "cuda":
+            return tensor
+        return tensor.pin_memory().to(self.device, non_blocking=True)
 
     def _predict_strip(self, features, valid, row, cols, kept, buffer) -> None:
         """Predict the windows of a strip; keep the central ``kept`` (rows, cols) of each."""
@@ -346,11 +352,28 @@ class _RollingBuffer:
         return top, out
 
 
-def resolve_device(device: str) -> str:
-    """``auto``: the first CUDA device when there is one, else the CPU."""
+def resolve_device(device: str, accelerator: str = "auto") -> str:
+    """``auto``: the first CUDA device when there is one, else the CPU; always the CPU for
+    an experiment pinned to it (its jobs claim no GPU)."""
+    if accelerator == "cpu":
+        return "cpu"
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     return device
+
+
+AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": None}
+
+
+def autocast_dtype(device: torch.device, precision: str) -> torch.dtype | None:
+    """The dtype prediction autocasts to: none on the CPU; on CUDA the experiment's
+    ``prediction.precision``, where ``auto`` is bf16 on GPUs that support it (Ampere and
+    later) and fp16 on the others (V100, T4), which emulate bf16 slowly."""
+    if device.type != "cuda":
+        return None
+    if precision == "auto":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return AUTOCAST_DTYPES[precision]
 
 
 def predict_with_folds(
@@ -370,7 +393,7 @@ def predict_with_folds(
     defaults, for an experiment that does not set them)."""
     spec = load_experiment(experiment_path)
     stitching = spec["prediction"]
-    device = resolve_device(device)
+    device = resolve_device(device, spec["accelerator"])
     models = [
         load_fold_model(ckpt, json.loads(Path(summary).read_text()), spec, device)
         for ckpt, summary in zip(checkpoints, summaries, strict=True)
@@ -385,5 +408,6 @@ def predict_with_folds(
         device,
         stitch=stitching["stitch"],
         kept=stitching["kept"],
+        precision=stitching["precision"],
     )
     return predictor.predict_scene(raster, out_path)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 from pathlib import Path
 
@@ -17,6 +18,8 @@ from builtup.core.errors import InputError
 from builtup.core.recipes import get_recipe, zero_invalid
 from builtup.prepare.tile_stats import read_statistics
 from builtup.prepare.tiles import TileSet
+
+log = logging.getLogger(__name__)
 
 
 def fold_tiles(tiles_tsv: str | Path, role: str, kind: str = SCENE) -> pd.DataFrame:
@@ -74,6 +77,7 @@ class SampleDataset(Dataset):
         self.mean = np.asarray(mean, np.float32)[:, None, None]
         self.std = np.asarray(std, np.float32)[:, None, None]
         self.augmentation = augmentation
+        self.rank = 0  # the DDP rank whose draws it serves (its augmentation seeds)
 
     def read(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         raise NotImplementedError
@@ -129,12 +133,22 @@ class TileDataset(SampleDataset):
         return np.asarray(images[tile]), np.array(masks[tile])
 
 
+def augmentation_seed(base: int, rank: int, worker: int | None = None) -> int:
+    """The seed of one augmentation stream: its own for each DDP rank and loader worker."""
+    words = [base % 2**63, rank] + ([] if worker is None else [worker])
+    return int(np.random.SeedSequence(words).generate_state(1)[0])
+
+
 def seed_worker_augmentation(worker_id: int) -> None:
-    """Give each loader worker its own, reproducible augmentation stream."""
+    """Give each loader worker of each DDP rank its own, reproducible augmentation stream
+    (``torch.initial_seed()`` alone is the same on every rank)."""
     info = get_worker_info()
     augmentation = getattr(info.dataset, "augmentation", None)
     if augmentation is not None:
-        augmentation.set_random_seed(torch.initial_seed() % 2**32)
+        rank = getattr(info.dataset, "rank", 0)
+        seed = augmentation_seed(torch.initial_seed(), rank, worker_id)
+        augmentation.set_random_seed(seed)
+        log.info("augmentation seed %d (process %d, loader worker %d)", seed, rank + 1, worker_id)
 
 
 class TargetWeightedSampler(Sampler[int]):
@@ -142,7 +156,9 @@ class TargetWeightedSampler(Sampler[int]):
     and ``without_target`` for the others (the seed's sampler).
 
     Under DDP every rank draws the same sequence (seeded by seed and epoch) and keeps
-    its own interleaved share, so ranks see disjoint draws of equal length.
+    its own interleaved share, so ranks see disjoint draws of equal length. Each rank's share
+    is whole batches of ``batch_size`` (``num_samples`` rounded up): no batch of one sample
+    reaches a BatchNorm. Any number of tiles or window positions can be drawn.
     """
 
     def __init__(
@@ -154,22 +170,25 @@ class TargetWeightedSampler(Sampler[int]):
         seed: int = 0,
         rank: int = 0,
         world_size: int = 1,
+        batch_size: int = 1,
     ):
         weights = np.where(np.asarray(has_target, bool), with_target, without_target)
         if weights.sum() <= 0:
             raise ValueError("sampler weights are all zero")
-        self.weights = torch.as_tensor(weights, dtype=torch.double)
-        self.per_rank = math.ceil(num_samples / world_size)
+        self.cumulative = np.cumsum(weights, dtype=np.float64)
+        self.per_rank = math.ceil(num_samples / (world_size * batch_size)) * batch_size
         self.seed, self.rank, self.world_size, self.epoch = seed, rank, world_size, 0
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
     def __iter__(self):
-        generator = torch.Generator().manual_seed(self.seed + self.epoch)
-        draws = torch.multinomial(
-            self.weights, self.per_rank * self.world_size, replacement=True, generator=generator
-        )
+        # inverse-CDF draws: torch.multinomial refuses more than 2**24 categories
+        generator = np.random.default_rng([self.seed, self.epoch])
+        total = self.cumulative[-1]
+        points = generator.random(self.per_rank * self.world_size) * total
+        draws = np.searchsorted(self.cumulative, points, side="right")
+        draws = np.minimum(draws, len(self.cumulative) - 1)
         return iter(draws[self.rank :: self.world_size].tolist())
 
     def __len__(self) -> int:

@@ -3,9 +3,10 @@ scene windows); whole validation tiles; both sharded across DDP ranks."""
 
 from __future__ import annotations
 
+import logging
+
 import lightning as L
-import torch
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import DataLoader, Sampler
 
 from builtup.core.errors import InputError
 from builtup.core.recipes import get_recipe
@@ -13,11 +14,28 @@ from builtup.train.augment import build_augmentation
 from builtup.train.data import (
     TargetWeightedSampler,
     TileDataset,
+    augmentation_seed,
     fold_tiles,
     seed_worker_augmentation,
     stacks_of,
 )
 from builtup.train.windows import SceneWindowDataset
+
+log = logging.getLogger(__name__)
+
+
+class ShardSampler(Sampler[int]):
+    """Every ``world_size``-th index from ``rank``: each sample on exactly one rank, none
+    repeated to even the shares (a repeated tile would count twice in the IoU)."""
+
+    def __init__(self, length: int, rank: int, world_size: int):
+        self.indices = list(range(rank, length, world_size))
+
+    def __iter__(self):
+        return iter(self.indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
 
 
 class TrainingData(L.LightningDataModule):
@@ -36,8 +54,6 @@ class TrainingData(L.LightningDataModule):
                 fold_tiles_tsv, f"no usable training tile of a {kind} (all skipped or none)"
             )
         augmentation = build_augmentation(spec["augmentation"]["train"])
-        if augmentation is not None:
-            augmentation.set_random_seed(spec["seed"])
         common = (spec["recipe"], norm["mean"], norm["std"])
         if spec["sampler"]["source"] == "scenes":
             self.train_set = SceneWindowDataset(
@@ -64,32 +80,39 @@ class TrainingData(L.LightningDataModule):
             num_workers=self.workers,
             persistent_workers=False,
             worker_init_fn=seed_worker_augmentation,
-            pin_memory=torch.cuda.is_available(),
+            pin_memory=self.trainer.strategy.root_device.type == "cuda",
             drop_last=False,
         )
 
     def train_dataloader(self):
         sampler_spec = self.spec["sampler"]
+        rank, world_size = self.trainer.global_rank, self.trainer.world_size
         sampler = TargetWeightedSampler(
             self.train_set.has_target,
             sampler_spec["with_target"],
             sampler_spec["without_target"],
             self.epoch_length(),
             seed=self.spec["seed"],
-            rank=self.trainer.global_rank,
-            world_size=self.trainer.world_size,
+            rank=rank,
+            world_size=world_size,
+            batch_size=self.spec["batch_size"],
         )
+        log.info(
+            "process %d of %d: %d of %d draws per epoch",
+            rank + 1,
+            world_size,
+            len(sampler),
+            len(sampler) * world_size,
+        )
+        self.train_set.rank = rank
+        if self.train_set.augmentation is not None and self.workers == 0:
+            seed = augmentation_seed(self.spec["seed"], rank)
+            self.train_set.augmentation.set_random_seed(seed)
+            log.info("augmentation seed %d (process %d)", seed, rank + 1)
         return self._loader(self.train_set, sampler, self.spec["batch_size"])
 
     def val_dataloader(self):
         if len(self.val_set) == 0:
             return []
-        sampler = None
-        if self.trainer.world_size > 1:
-            sampler = DistributedSampler(
-                self.val_set,
-                num_replicas=self.trainer.world_size,
-                rank=self.trainer.global_rank,
-                shuffle=False,
-            )
+        sampler = ShardSampler(len(self.val_set), self.trainer.global_rank, self.trainer.world_size)
         return self._loader(self.val_set, sampler, self.spec["batch_size"])

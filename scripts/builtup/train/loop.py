@@ -16,8 +16,11 @@ import pandas as pd
 import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 
+from builtup.core.bands import kind_of
 from builtup.core.errors import InputError
 from builtup.core.rasters import atomic_path
+from builtup.core.recipes import get_recipe
+from builtup.prepare.tile_stats import read_statistics
 from builtup.train.datamodule import TrainingData
 from builtup.train.figures import plot_curves, plot_val_samples
 from builtup.train.task import MONITOR, SegmentationTask, load_task, read_checkpoint
@@ -79,11 +82,15 @@ class EpochTable(Callback):
 
 def data_identity(spec: dict, fold_summary: dict, fold_tiles_tsv) -> dict:
     """What a run is trained on: the fold's normalisation of the experiment's recipe and the
-    digest of its tile table (per-tile windows, band statistics and roles, so any change of
-    a training scene, its labels or the tiling shows)."""
+    digest of the rows of its tile table that it reads, those of its input kind (per-tile
+    windows, band statistics and roles, so any change of a training scene, its labels or the
+    tiling shows, and a change of the other kind's rasters does not)."""
+    kind = get_recipe(spec["recipe"]).kind
+    table = read_statistics(fold_tiles_tsv)
+    rows = table[table["scene"].astype(str).map(kind_of) == kind]
     return {
         "normalisation": fold_summary["normalisation"].get(spec["recipe"]),
-        "tiles_sha256": hashlib.sha256(Path(fold_tiles_tsv).read_bytes()).hexdigest(),
+        "tiles_sha256": hashlib.sha256(rows.to_csv(sep="\t", index=False).encode()).hexdigest(),
     }
 
 
@@ -109,11 +116,13 @@ def train(
     strategy: str | None = None,
     max_epochs: int | None = None,
     mlruns: str | Path | None = None,
+    weights_file: str | Path | None = None,
 ) -> dict:
     """Train (or resume) one model; leave model.ckpt, metrics.csv, curves.png, samples.png.
 
     ``tile_stacks``: the training scenes' :class:`TileSet` by (city, scene); ``mlruns``: the
-    MLflow store, when the experiment logs to MLflow."""
+    MLflow store, when the experiment logs to MLflow; ``weights_file``: the file the encoder
+    starts from (the fetched ImageNet weights), the experiment left as it is written."""
     out_dir = Path(out_dir)
     summary = json.loads(Path(fold_summary_path).read_text())
     L.seed_everything(spec["seed"], workers=True, verbose=False)
@@ -135,7 +144,10 @@ def train(
     )
     resume = _resume_point(out_dir / "checkpoints" / "last.ckpt", spec, identity)
     trainer.fit(
-        SegmentationTask(spec, identity), datamodule=data, ckpt_path=resume, weights_only=True
+        SegmentationTask(spec, identity, weights_file=weights_file),
+        datamodule=data,
+        ckpt_path=resume,
+        weights_only=True,
     )
     if not trainer.is_global_zero:
         return {}
@@ -147,12 +159,35 @@ def train(
     return result
 
 
+def launch_environment(devices, env=os.environ) -> list:
+    """Lightning's cluster environment for a job's processes, as a plugin list.
+
+    Inside a SLURM job step of fewer tasks than devices (Snakemake's SLURM executor runs each
+    job as one task), Lightning would take SLURM's environment, start no process of its own
+    and train on one device of the several the job holds: there it launches one process per
+    device itself. A job step of one task per device (``srun --ntasks-per-node``) keeps
+    SLURM's environment, whose tasks are the ranks."""
+    from lightning.fabric.plugins.environments import LightningEnvironment, SLURMEnvironment
+
+    if not isinstance(devices, int) or devices < 2 or "SLURM_NTASKS" not in env:
+        return []
+    if SLURMEnvironment.detect() and int(env["SLURM_NTASKS"]) < devices:
+        log.info(
+            "SLURM job step of %s task(s) for %d devices: Lightning launches the processes",
+            env["SLURM_NTASKS"],
+            devices,
+        )
+        return [LightningEnvironment()]
+    return []
+
+
 def _trainer(spec: dict, out_dir: Path, callbacks, loggers, has_val: bool, **placement):
     """The Lightning trainer of an experiment; ``placement``: accelerator, devices, strategy
     and max_epochs (the experiment's unless overridden)."""
     return L.Trainer(
         default_root_dir=out_dir,
         **placement,
+        plugins=launch_environment(placement["devices"]) or None,
         precision=spec["precision"],
         accumulate_grad_batches=spec["accumulate"],
         gradient_clip_val=spec["gradient_clip"],

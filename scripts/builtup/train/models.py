@@ -108,12 +108,18 @@ class LWRefineNet(nn.Module):
         return F.interpolate(self.head(y), size=x.shape[-2:], mode="bilinear", align_corners=False)
 
 
-def build_model(spec: dict, in_channels: int) -> nn.Module:
-    """The model of an experiment's ``model`` section for ``in_channels`` input channels."""
+def build_model(spec: dict, in_channels: int, weights_file: str | Path | None = None) -> nn.Module:
+    """The model of an experiment's ``model`` section for ``in_channels`` input channels.
+
+    ``weights_file``: the file the encoder starts from, whatever ``encoder_weights`` names
+    (the training job's copy of the ImageNet weights); without it, ``imagenet`` downloads
+    through the library and a path is read as it stands."""
     arch, encoder = spec["architecture"], spec["encoder"]
     weights = spec.get("encoder_weights")
     classes = spec.get("classes", 2)
     options = spec.get("options", {})
+    if weights and weights_file is not None:
+        weights = str(weights_file)
     imagenet = weights == "imagenet"
     try:
         if arch.lower() == LWREFINENET:

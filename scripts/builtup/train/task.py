@@ -34,19 +34,27 @@ class SegmentationTask(L.LightningModule):
     """Model, loss, optimiser and schedule of one experiment; metrics from a confusion matrix.
 
     ``data`` identifies what it is trained on (:func:`data_identity`); it is kept in the
-    checkpoint as plain data beside the experiment. ``initial_weights=False`` builds the
-    network without reading or downloading its encoder's starting weights (a checkpoint
-    about to be loaded holds every weight).
+    checkpoint as plain data beside the experiment, which keeps its ``encoder_weights`` as
+    written (``imagenet``); ``weights_file`` is where the encoder's starting weights are read
+    from (:func:`build_model`). ``initial_weights=False`` builds the network without reading
+    or downloading them (a checkpoint about to be loaded holds every weight).
     """
 
-    def __init__(self, spec: dict, data: dict | None = None, initial_weights: bool = True):
+    def __init__(
+        self,
+        spec: dict,
+        data: dict | None = None,
+        initial_weights: bool = True,
+        weights_file: str | Path | None = None,
+    ):
         super().__init__()
         self.save_hyperparameters({"spec": spec, "data": data})
         self.spec, self.data = spec, data
         model_spec = (
             spec["model"] if initial_weights else {**spec["model"], "encoder_weights": None}
         )
-        self.model = build_model(model_spec, get_recipe(spec["recipe"]).channels)
+        channels = get_recipe(spec["recipe"]).channels
+        self.model = build_model(model_spec, channels, weights_file if initial_weights else None)
         if spec["channels_last"]:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.forward_model = torch.compile(self.model) if spec["compile"] else self.model
