@@ -3,7 +3,7 @@ from builtup.runtime.job import run
 
 
 def main(inputs, outputs, params):
-    choose_threshold(inputs.cities, inputs.masks, params.mode, outputs[0])
+    choose_threshold(inputs.cities, inputs.masks, params.cities, params.mode, outputs[0])
 
 
 run(snakemake, main)

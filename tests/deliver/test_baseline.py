@@ -1,8 +1,10 @@
 """The backscatter baselines: every valid pixel counted; the multi-temporal mean per city."""
 
 import json
+from pathlib import Path
 
 import numpy as np
+import pytest
 from affine import Affine
 
 from builtup.deliver.baseline import (
@@ -90,3 +92,30 @@ def test_acquisitions_on_another_grid_are_warped_onto_the_reference(tmp_path, rn
     alone = city_mean_db_histograms(reference["stack"], reference["mask"])
     assert hist.sum() == alone.sum()  # every labelled valid pixel of the reference, once
     assert not np.array_equal(hist, alone)  # the other acquisition did contribute
+
+
+def test_each_training_city_is_scored_with_the_rule_of_the_others(tmp_path, rng):
+    """Two training cities whose best thresholds differ: each is scored with the other's."""
+    from builtup.deliver.baseline import best_backscatter_threshold, multi_temporal_baseline
+    from builtup.deliver.threshold import confusion_at
+
+    bright = city(tmp_path, "bright", rng, speckle=0.3)
+    dim_images = []
+    for path in bright["rasters"]:
+        import rasterio
+
+        with rasterio.open(path) as src:
+            dim_images.append(write_raster(tmp_path / f"dim_{Path(path).name}", src.read() / 8))
+    dim = {"stack": str(stack_of(tmp_path, "dim_stack", dim_images)), "mask": bright["mask"]}
+    cities = [
+        {"city": "A", "split": "train", **bright},
+        {"city": "B", "split": "train", "stack": dim["stack"], "mask": dim["mask"]},
+    ]
+    summary, rows = multi_temporal_baseline(cities)
+    hist = {c["city"]: city_mean_db_histograms(c["stack"], c["mask"]) for c in cities}
+    for own, other in (("A", "B"), ("B", "A")):
+        rule = best_backscatter_threshold(hist[other])
+        matrix = confusion_at(hist[own][rule["index"]], rule["level"])
+        expected = 2 * matrix[1, 1] / (2 * matrix[1, 1] + matrix[0, 1] + matrix[1, 0])
+        assert summary["cities"][own]["f1"] == pytest.approx(expected)
+        assert summary["cities"][own]["f1"] < best_backscatter_threshold(hist[own])["f1"]

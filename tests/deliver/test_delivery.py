@@ -1,6 +1,7 @@
 """Scene prediction, city aggregation, polygons and metrics on synthetic rasters."""
 
 import numpy as np
+import pandas as pd
 import pytest
 import rasterio
 import torch
@@ -487,7 +488,7 @@ def test_quicklook_shows_the_delivery_threshold_and_the_tables_f1(tmp_path, monk
     prediction = write_raster(folder / "20150207_DES.tif", prob, dtype="uint8", nodata=255)
     mask = write_raster(tmp_path / "m.tif", np.ones((64, 64), np.uint8), dtype="uint8")
     threshold = tmp_path / "t.json"
-    threshold.write_text(json.dumps({"threshold": 0.8}))
+    threshold.write_text(json.dumps({"threshold": 0.8, "out_of_fold": {"38SMA_Najaf": 0.3}}))
     table = tmp_path / "scenes.tsv"
     table.write_text("city\tscene\tsplit\tf1\n38SLD_Tikrit\t20150207_DES\ttest\t0.4321\n")
     shown = {}
@@ -572,3 +573,83 @@ def test_prediction_autocasts_to_what_the_gpu_supports(monkeypatch, bf16, precis
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: bf16)
     assert autocast_dtype(torch.device("cuda"), precision) is expected
     assert autocast_dtype(torch.device("cpu"), precision) is None
+
+
+def city_map(tmp_path, name, boundary):
+    """A city whose built-up half has probability ``boundary`` + 0.1 and background below."""
+    prob = np.full((40, 40), round((boundary - 0.2) * PROB_SCALE), np.uint8)
+    prob[:, 20:] = round((boundary + 0.1) * PROB_SCALE)
+    mask = np.zeros((40, 40), np.uint8)
+    mask[:, 20:] = 1
+    return (
+        write_raster(tmp_path / f"{name}.tif", prob, dtype="uint8", nodata=255),
+        write_raster(tmp_path / f"{name}_mask.tif", mask, dtype="uint8", nodata=255),
+    )
+
+
+def test_each_training_city_is_scored_at_the_threshold_of_the_others(tmp_path):
+    """The delivery threshold is tuned on every training city; a training city's own
+    out-of-fold figure uses the one tuned on the other cities only."""
+    import json
+
+    from builtup.deliver.evaluate import evaluate_experiment
+    from builtup.deliver.threshold import (
+        best_probability_threshold,
+        choose_threshold,
+        probability_histograms,
+    )
+
+    maps = {name: city_map(tmp_path, name, b) for name, b in (("A", 0.3), ("B", 0.6), ("C", 0.6))}
+    cities = sorted(maps)
+    out = tmp_path / "threshold.json"
+    result = choose_threshold(
+        [maps[c][0] for c in cities], [maps[c][1] for c in cities], cities, "oof", out
+    )
+    oof = result["out_of_fold"]
+    hist = {c: probability_histograms(*maps[c]) for c in cities}
+    for c in cities:
+        others = sum(h for other, h in hist.items() if other != c)
+        assert oof[c] == best_probability_threshold(others)[0]
+    assert 0.4 < oof["A"] <= 0.7  # from B and C: A's built-up half (0.4) is missed
+    assert result["threshold"] == best_probability_threshold(sum(hist.values()))[0]
+    baseline = tmp_path / "baseline.json"
+    baseline.write_text("{}")
+    summary = evaluate_experiment(
+        [],
+        [
+            {"city": c, "split": "train", "probability": maps[c][0], "mask": maps[c][1]}
+            for c in cities
+        ],
+        out,
+        baseline,
+        tmp_path / "scenes.tsv",
+        tmp_path / "cities.tsv",
+        tmp_path / "summary.json",
+    )
+    table = pd.read_csv(tmp_path / "cities.tsv", sep="\t").set_index("city")
+    assert table.loc["A", "f1"] == 0 and table.loc["A", "threshold"] == pytest.approx(
+        oof["A"], abs=1e-4
+    )
+    assert table.loc["B", "f1"] < 1 and table.loc["C", "f1"] < 1  # ties broken low: A's 0.3
+    assert summary["thresholds_out_of_fold"] == oof
+    assert "other training cities" in summary["tuned"]["train_out_of_fold"]
+    assert json.loads(out.read_text())["threshold"] == result["threshold"]
+
+
+def test_a_training_citys_quicklook_uses_its_out_of_fold_threshold(tmp_path, monkeypatch):
+    import json
+
+    from builtup.deliver import quicklook as figures
+
+    raster = write_raster(tmp_path / "r.tif", np.full((3, 64, 64), 0.1, np.float32))
+    prob = np.full((64, 64), round(0.5 * PROB_SCALE), np.uint8)
+    folder = tmp_path / "predictions" / "38SMA_Najaf"
+    prediction = write_raster(folder / "20150207_DES.tif", prob, dtype="uint8", nodata=255)
+    threshold = tmp_path / "t.json"
+    threshold.write_text(json.dumps({"threshold": 0.8, "out_of_fold": {"38SMA_Najaf": 0.3}}))
+    shown = {}
+    monkeypatch.setattr(
+        figures, "sample_row", lambda axes, gray, pred, label, title: shown.update(pred=pred)
+    )
+    figures.plot_quicklook(raster, prediction, threshold, tmp_path / "q.png")
+    assert shown["pred"].all()

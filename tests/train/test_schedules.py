@@ -99,16 +99,14 @@ def test_bit_reproducible_algorithms_on_the_cpu_only(monkeypatch):
     assert deterministic_setting("auto") is False
 
 
-def test_plateau_on_the_validation_loss_waits_for_the_loss_to_stop_falling():
+def test_plateau_on_the_training_loss_waits_for_the_loss_to_stop_falling():
     from builtup.train.optim import build_scheduler
-    from builtup.train.task import schedule_monitor
+    from builtup.train.task import PLATEAU_MONITOR
 
-    spec = {"name": "plateau", "patience": 0, "factor": 0.25, "monitor": "val/loss"}
-    assert schedule_monitor(spec) == ("val/loss", "min")
-    assert schedule_monitor({"name": "plateau"}) == ("val/iou_1", "max")
+    spec = {"name": "plateau", "patience": 0, "factor": 0.25}
     optimizer = torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))], lr=3e-4)
-    config = build_scheduler(optimizer, spec, 100, 10, monitor=schedule_monitor(spec))
-    assert config["monitor"] == "val/loss" and config["interval"] == "epoch"
+    config = build_scheduler(optimizer, spec, 100, 10, PLATEAU_MONITOR)
+    assert config["monitor"] == "train/loss" and config["interval"] == "epoch"
     for loss in (1.0, 0.8, 0.6):  # falling: the rate stays
         config["scheduler"].step(loss)
     assert optimizer.param_groups[0]["lr"] == pytest.approx(3e-4)

@@ -74,6 +74,10 @@ def test_train_rule_on_the_demo(tiny):
     assert "epoch 1/2" in log and "epoch 2/2" in log
     checkpoint = torch.load(folder / "model.ckpt", map_location="cpu", weights_only=False)
     assert checkpoint["hyper_parameters"]["spec"]["recipe"] == "db3"
+    # the model is the last epoch's: nothing was chosen on the held-out city it is scored on
+    assert [p.name for p in (folder / "checkpoints").iterdir()] == ["last.ckpt"]
+    last = torch.load(folder / "checkpoints/last.ckpt", map_location="cpu", weights_only=False)
+    assert checkpoint["epoch"] == last["epoch"] == 1
 
 
 def kill_after_first_checkpoint(command, cwd, last):

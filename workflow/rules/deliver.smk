@@ -89,6 +89,7 @@ rule threshold:
         runtime=20,
     params:
         mode=delivery_setting("threshold"),
+        cities=TRAIN_CITIES,
     script:
         "../../scripts/threshold.py"
 

@@ -17,6 +17,13 @@ from builtup.deliver.threshold import confusion_at, probability_histograms
 
 log = logging.getLogger(__name__)
 
+# What each figure's choices were made on
+TUNED = {
+    "train_out_of_fold": "model of the fold that holds the city out (its last epoch, schedule on "
+    "the training loss); threshold from the other training cities",
+    "test": "fold models as above; threshold from all training cities",
+}
+
 
 def confusion_of(prob_path, mask_path, threshold: float) -> np.ndarray:
     level = int(np.ceil(threshold * PROB_SCALE - 1e-9))
@@ -42,24 +49,40 @@ def evaluate_experiment(
     ``scenes``: dicts with city, scene, split, prediction, mask (labelled scenes);
     ``cities``: dicts with city, split, probability, mask (the reference scene's mask);
     masks are the evaluation masks, burnt with ``all_touched`` (stated in the summary).
-    Training cities are scored out of fold: each was predicted by the model that never saw it.
+    Training cities are scored out of fold: each was predicted by the model that never saw it
+    (its last epoch, nothing chosen on that city), at the threshold tuned on the other
+    training cities. Test cities are scored at the delivery threshold, tuned on the training
+    cities.
     """
-    threshold = json.loads(Path(threshold_path).read_text())["threshold"]
+    thresholds = json.loads(Path(threshold_path).read_text())
+    threshold = thresholds["threshold"]
+
+    def threshold_of(item: dict) -> float:
+        if item["split"] == "train":
+            return thresholds["out_of_fold"][item["city"]]
+        return threshold
+
     scene_rows = [
         _row(
             {k: s[k] for k in ("city", "scene", "split")},
-            confusion_of(s["prediction"], s["mask"], threshold),
+            confusion_of(s["prediction"], s["mask"], threshold_of(s)),
         )
         for s in scenes
     ]
     city_matrices = {
-        c["city"]: confusion_of(c["probability"], c["mask"], threshold) for c in cities
+        c["city"]: confusion_of(c["probability"], c["mask"], threshold_of(c)) for c in cities
     }
     city_rows = [
-        _row({"city": c["city"], "split": c["split"]}, city_matrices[c["city"]]) for c in cities
+        _row(
+            {"city": c["city"], "split": c["split"], "threshold": threshold_of(c)},
+            city_matrices[c["city"]],
+        )
+        for c in cities
     ]
     summary = {
         "threshold": threshold,
+        "thresholds_out_of_fold": thresholds["out_of_fold"],
+        "tuned": TUNED,
         "evaluation_masks": "every touched pixel" if all_touched else "pixel centres",
         "overall": {},
         "baseline": json.loads(Path(baseline_path).read_text()),

@@ -27,17 +27,19 @@ def plot_quicklook(
     max_side: int = 1024,
 ):
     """[image, image + prediction, prediction, image + label, label] of a whole scene (or a
-    city's temporal stack), at the
-    delivery threshold, titled with the scene's F1 from the metrics table."""
+    city's temporal stack) at the threshold its metrics use (a training city's out-of-fold
+    one, else the delivery threshold), titled with the scene's F1 from the metrics table."""
     with rasterio.open(raster_path) as src:
         factor = max(1, int(np.ceil(max(src.width, src.height) / max_side)))
         shape = (max(1, src.height // factor), max(1, src.width // factor))
         image, image_valid = vv_db(src, shape)
     with rasterio.open(prediction_path) as src:
         prob, valid = read_probability(src, out_shape=shape)
-    threshold = json.loads(Path(threshold_path).read_text())["threshold"]
-    pred = (valid & (prob >= threshold)).astype(np.uint8)
     city, scene = Path(prediction_path).parent.name, Path(prediction_path).stem
+    thresholds = json.loads(Path(threshold_path).read_text())
+    # a training city at its out-of-fold threshold, as its metrics score it
+    threshold = thresholds["out_of_fold"].get(city, thresholds["threshold"])
+    pred = (valid & (prob >= threshold)).astype(np.uint8)
     name = f"{city}/{scene}, threshold {threshold:.3f}"
     if mask_path:
         with rasterio.open(mask_path) as src:

@@ -49,18 +49,36 @@ def best_probability_threshold(hist: np.ndarray) -> tuple[float, float]:
     return level / PROB_SCALE, f1
 
 
-def choose_threshold(city_paths, mask_paths, mode, out_path) -> dict:
-    """The delivery threshold: a fixed value, or ``oof``: the one maximising out-of-fold F1."""
-    hist = sum(
-        (probability_histograms(c, m) for c, m in zip(city_paths, mask_paths, strict=True)),
-        np.zeros((2, PROB_SCALE + 1), np.int64),
-    )
-    best, f1 = best_probability_threshold(hist)
+def leave_one_out(histograms: dict[str, np.ndarray], choose) -> dict:
+    """For each key (a training city), ``choose`` applied to the summed histograms of the
+    other keys: what that city is scored with out of fold, tuned on no pixel of its own."""
+    return {
+        key: choose(sum(h for other, h in histograms.items() if other != key)) for key in histograms
+    }
+
+
+def choose_threshold(city_paths, mask_paths, cities, mode, out_path) -> dict:
+    """The delivery threshold (for the test cities' maps and shapefiles): a fixed value, or
+    ``oof``: the one maximising F1 over the training cities' out-of-fold maps. Each training
+    city's own out-of-fold score uses the threshold of the other training cities
+    (``out_of_fold``), so that no figure is tuned on the city it scores."""
+    histograms = {
+        city: probability_histograms(c, m)
+        for city, c, m in zip(cities, city_paths, mask_paths, strict=True)
+    }
+    best, f1 = best_probability_threshold(sum(histograms.values()))
+    if mode == "oof":
+        threshold = best
+        out_of_fold = leave_one_out(histograms, lambda h: best_probability_threshold(h)[0])
+    else:
+        threshold = float(mode)
+        out_of_fold = dict.fromkeys(histograms, threshold)
     result = {
-        "threshold": best if mode == "oof" else float(mode),
+        "threshold": threshold,
         "mode": str(mode),
         "oof_best": best,
         "oof_best_f1": f1,
+        "out_of_fold": out_of_fold,
     }
     with atomic_path(out_path) as tmp:
         tmp.write_text(json.dumps(result, indent=1))

@@ -23,7 +23,7 @@ from builtup.core.recipes import get_recipe
 from builtup.prepare.tile_stats import read_statistics
 from builtup.train.datamodule import TrainingData
 from builtup.train.figures import plot_curves, plot_val_samples
-from builtup.train.task import MONITOR, SegmentationTask, load_task, read_checkpoint
+from builtup.train.task import SegmentationTask, load_task, read_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -120,6 +120,9 @@ def train(
 ) -> dict:
     """Train (or resume) one model; leave model.ckpt, metrics.csv, curves.png, samples.png.
 
+    The delivered model is the last epoch's: the held-out city is scored out of fold, so no
+    choice (checkpoint, schedule) is made on it; its validation figures are only reported.
+
     ``tile_stacks``: the training scenes' :class:`TileSet` by (city, scene); ``mlruns``: the
     MLflow store, when the experiment logs to MLflow; ``weights_file``: the file the encoder
     starts from (the fetched ImageNet weights), the experiment left as it is written."""
@@ -129,7 +132,7 @@ def train(
     data = TrainingData(spec, summary, fold_tiles_tsv, tile_stacks, workers)
     identity = data_identity(spec, summary, fold_tiles_tsv)
     has_val = len(data.val_set) > 0
-    saver = _checkpoint_saver(spec, out_dir / "checkpoints", has_val)
+    saver = ModelCheckpoint(dirpath=out_dir / "checkpoints", save_top_k=0, save_last=True)
     accelerator = accelerator or spec["accelerator"]
     trainer = _trainer(
         spec,
@@ -152,11 +155,10 @@ def train(
     if not trainer.is_global_zero:
         return {}
     last = out_dir / "checkpoints" / "last.ckpt"
-    best = Path(saver.best_model_path) if has_val and saver.best_model_path else last
-    _deliver(best, out_dir, data.val_set if has_val else data.train_set, spec)
-    result = {"best": str(best), "best_score": float(saver.best_model_score or float("nan"))}
-    log.info("model %s (val/iou_1 %.4f)", best.name, result["best_score"])
-    return result
+    _deliver(last, out_dir, data.val_set if has_val else data.train_set, spec)
+    held_out = float(trainer.callback_metrics.get("val/iou_1", float("nan")))
+    log.info("model: the last epoch's (held-out city's val/iou_1 %.4f, reported only)", held_out)
+    return {"model": str(last), "held_out_iou_1": held_out}
 
 
 def launch_environment(devices, env=os.environ) -> list:
@@ -203,18 +205,6 @@ def _trainer(spec: dict, out_dir: Path, callbacks, loggers, has_val: bool, **pla
     )
 
 
-def _checkpoint_saver(spec: dict, folder: Path, has_val: bool) -> ModelCheckpoint:
-    """last.ckpt (the resume point) and the best k by validation IoU (none without validation)."""
-    return ModelCheckpoint(
-        dirpath=folder,
-        filename="best-{epoch:03d}",
-        monitor=MONITOR if has_val else None,
-        mode="max",
-        save_top_k=spec["checkpoints"]["keep_best"] if has_val else 0,
-        save_last=True,
-    )
-
-
 def _resume_point(last: Path, spec: dict, identity: dict) -> str | None:
     if last.exists():
         _discard_if_foreign(last, spec, identity)
@@ -224,13 +214,13 @@ def _resume_point(last: Path, spec: dict, identity: dict) -> str | None:
     return str(last)
 
 
-def _deliver(best: Path, out_dir: Path, samples, spec: dict) -> None:
-    """model.ckpt (a copy of the best checkpoint), the curves and the validation samples."""
+def _deliver(last: Path, out_dir: Path, samples, spec: dict) -> None:
+    """model.ckpt (a copy of the last checkpoint), the curves and the validation samples."""
     with atomic_path(out_dir / "model.ckpt") as tmp:
-        shutil.copyfile(best, tmp)
+        shutil.copyfile(last, tmp)
     plot_curves(out_dir / "metrics.csv", out_dir / "curves.png")
     plot_val_samples(
-        load_task(best), samples, out_dir / "samples.png", spec["logging"]["val_samples"]
+        load_task(last), samples, out_dir / "samples.png", spec["logging"]["val_samples"]
     )
 
 

@@ -32,7 +32,7 @@ def build_scheduler(
     spec: dict,
     total_steps: int,
     steps_per_epoch: int,
-    monitor: tuple[str, str] = ("val/iou_1", "max"),
+    monitor: tuple[str, str],
 ) -> dict | None:
     """A Lightning lr-scheduler config; poly/cosine step every optimiser step, plateau every
     epoch on ``monitor`` (metric name, "max" or "min")."""

@@ -20,14 +20,9 @@ from builtup.train.optim import build_optimizer, build_scheduler
 
 log = logging.getLogger(__name__)
 
-MONITOR = "val/iou_1"
-TRAIN_LOSS = ("train/loss", "min")
-
-
-def schedule_monitor(schedule: dict) -> tuple[str, str]:
-    """What a plateau schedule watches: (metric, "max" for a score or "min" for a loss)."""
-    metric = schedule.get("monitor", MONITOR)
-    return metric, "min" if metric.endswith("loss") else "max"
+# What a plateau schedule watches: the training loss, never the held-out city, whose
+# out-of-fold score would otherwise have tuned the run
+PLATEAU_MONITOR = ("train/loss", "min")
 
 
 class SegmentationTask(L.LightningModule):
@@ -111,13 +106,8 @@ class SegmentationTask(L.LightningModule):
         # num_training_batches is not known yet here, estimated_stepping_batches is
         total_steps = int(self.trainer.estimated_stepping_batches)
         steps_per_epoch = max(total_steps // max(self.trainer.max_epochs, 1), 1)
-        validating = self.trainer.limit_val_batches != 0
         scheduler = build_scheduler(
-            optimizer,
-            self.spec["schedule"],
-            total_steps,
-            steps_per_epoch,
-            monitor=schedule_monitor(self.spec["schedule"]) if validating else TRAIN_LOSS,
+            optimizer, self.spec["schedule"], total_steps, steps_per_epoch, PLATEAU_MONITOR
         )
         return (
             optimizer if scheduler is None else {"optimizer": optimizer, "lr_scheduler": scheduler}
