@@ -13,6 +13,7 @@ def main(inputs, outputs, params):
         overlap=params.overlap,
         batch_size=params.batch_size,
         device=params.device,
+        encoding=params.encoding,
     )
 
 

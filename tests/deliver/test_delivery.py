@@ -653,3 +653,93 @@ def test_a_training_citys_quicklook_uses_its_out_of_fold_threshold(tmp_path, mon
     )
     figures.plot_quicklook(raster, prediction, threshold, tmp_path / "q.png")
     assert shown["pred"].all()
+
+
+class LogitModel(nn.Module):
+    """Built-up logit ``value`` everywhere (logits 0 and ``value``)."""
+
+    def __init__(self, value: float):
+        super().__init__()
+        self.value = value
+
+    def forward(self, x):
+        logits = torch.zeros(x.shape[0], 2, *x.shape[2:])
+        logits[:, 1] = self.value
+        return logits
+
+
+def test_mean_logit_city_maps_keep_confident_acquisitions(tmp_path, scene):
+    """Logits 12, -4, -4 have a mean of +1.33: built-up. From 8-bit probabilities, whose
+    logits stop near +-6.2, the mean would be negative; logit rasters keep them."""
+    from builtup.core.probability import LOGIT, read_logits
+
+    path, _, wedge = scene
+    predictions = []
+    for k, value in enumerate((12.0, -4.0, -4.0)):
+        predictor = ScenePredictor(
+            [fold(LogitModel(value))], "linear3", window=256, overlap=64, encoding=LOGIT
+        )
+        predictions.append(
+            predictor.predict_scene(path, tmp_path / f"{k}.tif") and tmp_path / f"{k}.tif"
+        )
+        with rasterio.open(predictions[-1]) as src:
+            logits, valid = read_logits(src)
+            assert src.dtypes[0] == "int16" and src.nodata == LOGIT.nodata
+        np.testing.assert_array_equal(valid, ~wedge)
+        assert (logits[valid] == value).all()
+    aggregate_city(predictions, tmp_path / "city.tif", method="logit")
+    values = read(tmp_path / "city.tif")[0]
+    expected = round(PROB_SCALE / (1 + np.exp(-(12 - 8) / 3)))
+    assert (values[~wedge] == expected).all() and expected > PROB_SCALE / 2
+    # read back as probabilities and levels by the quicklooks, metrics and ensembles
+    from builtup.deliver.threshold import probability_histograms
+
+    mask = write_raster(tmp_path / "mask.tif", np.where(wedge, 255, 1), dtype="uint8", nodata=255)
+    hist = probability_histograms(predictions[0], mask)
+    assert hist[1, PROB_SCALE] == (~wedge).sum()
+
+
+def polygon_map(tmp_path, rng):
+    """A 1300 x 900 map (three strips) with blocks that cross the strip borders, one with a
+    hole on a border, and speckle."""
+    data = np.zeros((1300, 900), np.uint8)
+    data[400:700, 100:400] = 200  # across row 512, with a hole across it
+    data[500:530, 200:260] = 0
+    data[1000:1100, 500:520] = 220  # across row 1024
+    data[100:200, 600:700] = 240  # inside the first strip
+    speckle = rng.uniform(size=data.shape) > 0.995
+    data[speckle] = 250
+    data[:, :10] = PROB_NODATA
+    return write_raster(tmp_path / "map.tif", data, dtype="uint8", nodata=PROB_NODATA), data
+
+
+def test_polygons_from_strips_are_those_of_the_whole_map(tmp_path, rng):
+    import shapely
+    from rasterio import features
+    from shapely.geometry import shape
+
+    path, data = polygon_map(tmp_path, rng)
+    polygons, _ = builtup_polygons(path, 0.5)
+    binary = ((data != PROB_NODATA) & (data >= 127)).astype(np.uint8)
+    whole = [
+        shape(g) for g, v in features.shapes(binary, mask=binary.astype(bool), transform=ORIGIN)
+    ]
+    assert len(polygons) == len(whole)
+    assert sorted(round(p.area) for p in polygons) == sorted(round(p.area) for p in whole)
+    assert shapely.unary_union(polygons).symmetric_difference(shapely.unary_union(whole)).area == 0
+    assert all(p.is_valid for p in polygons)
+    assert sum(len(p.interiors) for p in polygons) == 1  # the hole across the border
+
+
+def test_polygons_hold_a_strip_of_the_map_not_the_whole(tmp_path, rng):
+    import tracemalloc
+
+    data = np.zeros((4096, 2048), np.uint8)
+    data[1000:3000, 500:1500] = 200
+    path = write_raster(tmp_path / "big.tif", data, dtype="uint8", nodata=PROB_NODATA)
+    tracemalloc.start()
+    polygons, _ = builtup_polygons(path, 0.5)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert len(polygons) == 1
+    assert peak < data.size, f"{peak / 2**20:.1f} MiB for a {data.size / 2**20:.0f} MiB map"

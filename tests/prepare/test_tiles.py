@@ -135,3 +135,34 @@ def test_truncated_scene_stops_with_its_name(tmp_path, scene_and_mask):
         cut_tiles(scene, mask_path, tiles, 128, 16)
     assert not any(path.exists() for path in (tiles.images, tiles.masks, tiles.index))
     assert not list((tmp_path / "t").glob("*.part"))
+
+
+def test_tiles_cut_in_column_blocks_are_exact(tmp_path, scene_and_mask, monkeypatch):
+    from builtup.prepare import tiles as tiling
+
+    monkeypatch.setattr(tiling, "BLOCK_WIDTH", 200)  # one or two tiles per block
+    scene, mask_path, image, mask = scene_and_mask
+    tiles = TileSet.in_folder(tmp_path / "tiles")
+    cut_tiles(scene, mask_path, tiles, 128, 16)
+    images, masks = tiles.load()
+    for i, (col, row, w, h) in enumerate(tiles.meta()["windows"]):
+        np.testing.assert_array_equal(images[i], image[:, row : row + h, col : col + w])
+        np.testing.assert_array_equal(masks[i], mask[row : row + h, col : col + w])
+
+
+def test_cutting_a_wide_scene_holds_blocks_not_strips(tmp_path):
+    """Memory does not grow with the scene's width: a 13-band stack's full-width strip of a
+    full-size scene is 290 MB, and several were held at once."""
+    import tracemalloc
+
+    bands, size, width = 3, 64, 16384  # 8 blocks of 2048 px to a strip
+    scene = write_raster(tmp_path / "wide.tif", np.full((bands, 4 * size, width), 0.5, "float32"))
+    mask = write_raster(
+        tmp_path / "mask.tif", np.zeros((4 * size, width), "uint8"), dtype="uint8", nodata=255
+    )
+    tracemalloc.start()
+    cut_tiles(scene, mask, TileSet.in_folder(tmp_path / "tiles"), size, 0)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    strip = bands * size * width * 4
+    assert peak < strip / 1.5, f"{peak / 2**20:.1f} MiB held, a strip is {strip / 2**20:.1f} MiB"

@@ -10,6 +10,8 @@ import rasterio
 import torch
 import yaml
 
+from builtup.core.probability import LOGIT, PROBABILITY, encoding_of, read_logits
+
 from conftest import (
     REPO,
     SMALL_DAG_CITIES,
@@ -70,9 +72,11 @@ def test_predictions_are_exactly_on_the_scene_grids(finished, experiment):
             rasterio.open(root / f"results/predictions/{experiment}/{city}/{scene}.tif") as pred,
         ):
             assert pred.transform == src.transform and pred.shape == src.shape
-            assert pred.crs == src.crs and pred.nodata == 255  # 256 px: too small for overviews
+            encoding = encoding_of(pred)  # the 2nd place's city maps are mean logits
+            assert encoding is (LOGIT if experiment == "unet_vgg11_2nd_place" else PROBABILITY)
+            assert pred.crs == src.crs and pred.nodata == encoding.nodata  # 256 px: no overviews
             nodata = src.read(1) == 0
-            np.testing.assert_array_equal(pred.read(1) == 255, nodata)
+            np.testing.assert_array_equal(pred.read(1) == encoding.nodata, nodata)
 
 
 def test_metrics_out_of_fold_and_test(finished):
@@ -184,10 +188,9 @@ def test_the_2nd_place_experiment_trains_on_scene_windows_and_delivers_mean_logi
     logits, valid = [], []
     for path in sorted(folder.glob("*.tif")):
         with rasterio.open(path) as src:
-            levels = src.read(1)
-        p = np.clip(levels / 254, 0.5 / 254, 1 - 0.5 / 254)
-        logits.append(np.log(p / (1 - p)))
-        valid.append(levels != 255)
+            logit, ok = read_logits(src)
+        logits.append(logit)
+        valid.append(ok)
     assert len(logits) == 2
     count = np.sum(valid, axis=0)
     mean = np.where(valid, logits, 0).sum(axis=0) / np.maximum(count, 1)

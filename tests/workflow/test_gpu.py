@@ -123,10 +123,14 @@ def scene(path: Path, size: int) -> Path:
     return write_raster(path, image, transform=ORIGIN)
 
 
-def compare_devices(tmp_path: Path, experiment: Path, size: int, devices=("cuda", "cpu")) -> dict:
-    """Predict one scene from one checkpoint on two devices (the experiment's TTA, or flips)."""
+def compare_devices(
+    tmp_path: Path, experiment: Path, size: int, devices=("cuda", "cpu"), precision="auto"
+) -> dict:
+    """Predict one scene from one checkpoint on two devices (the experiment's TTA, or flips),
+    the first under autocast to ``precision`` (``prediction.precision``)."""
     spec = yaml.safe_load(experiment.read_text())
     spec["model"]["encoder_weights"] = None
+    spec.setdefault("prediction", {})["precision"] = precision
     spec["tta"] = spec.get("tta", "none") if spec.get("tta", "none") != "none" else "flips"
     path = tmp_path / f"{experiment.stem}.yaml"
     path.write_text(yaml.safe_dump(spec))
@@ -151,7 +155,7 @@ def compare_devices(tmp_path: Path, experiment: Path, size: int, devices=("cuda"
     agree = np.mean((maps[0][valid] >= 127) == (maps[1][valid] >= 127))
     p999 = float(np.percentile(diff, 99.9))
     return {
-        "experiment": f"predict {size}² {spec['tta']} TTA ({experiment.stem})",
+        "experiment": f"predict {size}² {spec['tta']} TTA, {precision} ({experiment.stem})",
         "step_ms": 1000 * seconds[0],
         "peak_gb": torch.cuda.max_memory_allocated() / 2**30 if CUDA else float("nan"),
         "ok": p999 <= LEVELS_P999 and diff.max() <= LEVELS_MAX and agree >= DECISIONS_AGREE,
@@ -196,8 +200,11 @@ def test_shipped_experiment_trains_on_cuda(experiment):
 
 @pytest.mark.gpu
 @needs_cuda
-def test_cuda_prediction_matches_the_cpu(tmp_path):
-    row = compare_devices(tmp_path, REPO / "config/experiments/lwrefinenet.yaml", size=2048)
+@pytest.mark.parametrize("precision", ["auto", "fp16", "bf16"])
+def test_cuda_prediction_matches_the_cpu(tmp_path, precision):
+    """Under each autocast dtype (auto: bf16 where supported, else fp16)."""
+    experiment = REPO / "config/experiments/lwrefinenet.yaml"
+    row = compare_devices(tmp_path, experiment, size=2048, precision=precision)
     record(row)
     assert row["ok"], row
 

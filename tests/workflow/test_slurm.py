@@ -82,7 +82,7 @@ def test_whole_dag_through_the_slurm_profile(cluster, tmp_path):
     box.small_dag(SMALL_DAG_CITIES, {**TINY, "epochs": 1, "accelerator": "auto"})
     # two DDP processes in one job, on the CPU (gloo), as several GPUs would train
     ddp = {**TINY, "epochs": 1, "accelerator": "cpu", "devices": 2}
-    ddp["sampler"] = {**TINY["sampler"], "samples_per_epoch": 8}
+    ddp["sampler"] = {**TINY["sampler"], "samples_per_epoch": 12}  # 2 ranks x 1 batch of 6
     (box.root / "config/experiments/tiny_ddp.yaml").write_text(yaml.safe_dump(ddp))
     box.config["experiments"] = ["tiny", "tiny_ddp"]
     box.write_config()
@@ -110,12 +110,12 @@ def test_whole_dag_through_the_slurm_profile(cluster, tmp_path):
 
 
 def assert_two_ddp_ranks(root: Path, fold: str) -> None:
-    """Two ranks trained, each on its half of the epoch's 8 draws, each with augmentation
+    """Two ranks trained, each on its half of the epoch's 12 draws, each with augmentation
     streams of its own, and delivered one checkpoint."""
     log = (root / f"results/logs/train/tiny_ddp/{fold}.log").read_text()
     for rank in (1, 2):
         assert f"training process {rank} of 2 on cpu" in log, log[-3000:]
-        assert f"process {rank} of 2: 4 of 8 draws per epoch" in log, log[-3000:]
+        assert f"process {rank} of 2: 6 of 12 draws per epoch" in log, log[-3000:]
     seeds = {
         rank: set(re.findall(rf"augmentation seed (\d+) \(process {rank}\b", log))
         for rank in (1, 2)

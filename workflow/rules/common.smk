@@ -297,6 +297,13 @@ def delivery_setting(key):
     return setting
 
 
+def prediction_encoding(wildcards):
+    """How an experiment's scene predictions are stored: as logits when its city maps are
+    their mean logit, else as probabilities."""
+    logit = delivery_setting("aggregation")(wildcards) == "logit"
+    return "logit" if logit else "probability"
+
+
 def fold_models(wildcards):
     """Out of fold for a training city; every fold model for a test city."""
     folds = [wildcards.city] if wildcards.city in TRAIN_CITIES else TRAIN_CITIES

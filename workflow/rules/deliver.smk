@@ -24,6 +24,7 @@ rule predict_scene:
         overlap=config["prediction"]["overlap"],
         batch_size=config["prediction"]["batch_size"],
         device=config["prediction"]["device"],
+        encoding=prediction_encoding,
     script:
         "../../scripts/predict_scene.py"
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from builtup.core.probability import PROB_SCALE
+from builtup.core.probability import threshold_level
 from builtup.core.rasters import atomic_path
 from builtup.core.scores import scores
 from builtup.deliver.threshold import confusion_at, probability_histograms
@@ -26,8 +26,7 @@ TUNED = {
 
 
 def confusion_of(prob_path, mask_path, threshold: float) -> np.ndarray:
-    level = int(np.ceil(threshold * PROB_SCALE - 1e-9))
-    return confusion_at(probability_histograms(prob_path, mask_path), level)
+    return confusion_at(probability_histograms(prob_path, mask_path), threshold_level(threshold))
 
 
 def _row(keys: dict, matrix: np.ndarray) -> dict:

@@ -10,12 +10,13 @@ from pathlib import Path
 import fiona
 import numpy as np
 import shapely
+from affine import Affine
 from rasterio import features
 from shapely.geometry import mapping, shape
 
 from builtup.core.errors import InputError
-from builtup.core.probability import read_probability
-from builtup.core.rasters import open_raster
+from builtup.core.probability import encoding_of, threshold_level, to_levels
+from builtup.core.rasters import open_raster, read_window, strip_windows
 
 log = logging.getLogger(__name__)
 
@@ -38,26 +39,48 @@ def builtup_polygons(
     prob_path: str | Path, threshold: float, min_area: float = 0.0, simplify: float = 0.0
 ) -> tuple[list, object]:
     """Valid polygons of the pixels at or above ``threshold`` (the built-up class only);
-    ``min_area`` (m^2) and ``simplify`` (m) in metres whatever the projected CRS's unit."""
+    ``min_area`` (m^2) and ``simplify`` (m) in metres whatever the projected CRS's unit.
+
+    The map is read strip by strip: memory holds one strip and the polygons, whatever the
+    map's size."""
     with open_raster(prob_path) as src:
         if min_area > 0 or simplify > 0:
             per_metre = metres_to_crs_units(src.crs, prob_path)
             min_area, simplify = min_area * per_metre**2, simplify * per_metre
-        prob, valid = read_probability(src)
-        binary = (valid & (prob >= threshold)).astype(np.uint8)
-        polygons = [
-            shape(geom)
-            for geom, value in features.shapes(
-                binary, mask=binary.astype(bool), transform=src.transform
-            )
-            if value == 1
-        ]
+        polygons = _pixel_polygons(src, threshold)
+        to_crs = src.transform
         crs = src.crs
+    polygons = [
+        shapely.transform(p, lambda xy: np.column_stack(to_crs * (xy[:, 0], xy[:, 1])))
+        for p in polygons
+    ]
     if simplify > 0:
         polygons = [p.simplify(simplify, preserve_topology=True) for p in polygons]
     polygons = [p if p.is_valid else shapely.make_valid(p) for p in polygons]
     polygons = [p for p in polygons if not p.is_empty and p.area >= min_area]
     return polygons, crs
+
+
+def _pixel_polygons(src, threshold: float) -> list:
+    """Polygons of the built-up pixels in pixel coordinates (integers: exact), strip by strip;
+    those that meet a strip border are merged with their continuation in the next strip."""
+    final, crossing = [], []
+    encoding, level = encoding_of(src), threshold_level(threshold)
+    for window in strip_windows(src.height, src.width):
+        levels, valid = to_levels(read_window(src, src.name, window, 1), encoding)
+        binary = valid & (levels >= level)
+        top, bottom = window.row_off, window.row_off + window.height
+        shapes = features.shapes(
+            binary.view(np.uint8), mask=binary, transform=Affine.translation(0, top)
+        )
+        for geom, _ in shapes:
+            polygon = shape(geom)
+            _, low, _, high = polygon.bounds
+            inner = (low > top or top == 0) and (high < bottom or bottom == src.height)
+            (final if inner else crossing).append(polygon)
+    if crossing:
+        final += list(shapely.get_parts(shapely.unary_union(crossing)))
+    return final
 
 
 def write_polygons(polygons: list, crs, out_path: str | Path) -> None:

@@ -29,7 +29,13 @@ import ttach
 from builtup.config.experiment import load_experiment
 from builtup.core.bands import raster_kind
 from builtup.core.errors import InputError
-from builtup.core.probability import PROB_NODATA, PROB_SCALE, probability_raster
+from builtup.core.probability import (
+    ENCODINGS,
+    LOGIT_LIMIT,
+    PROBABILITY,
+    Encoding,
+    probability_raster,
+)
 from builtup.core.rasters import is_nodata, open_raster, read_window
 from builtup.core.recipes import get_recipe
 from builtup.prepare.tiles import tile_offsets
@@ -130,8 +136,10 @@ class ScenePredictor:
         stitch: str = "blend",
         kept: int | None = None,
         precision: str = "auto",
+        encoding: Encoding = PROBABILITY,
     ):
         self.recipe = get_recipe(recipe)
+        self.encoding = encoding
         self.overlap, self.batch_size = overlap, batch_size
         self.device = torch.device(device)
         self.autocast = autocast_dtype(self.device, precision)
@@ -183,8 +191,8 @@ class ScenePredictor:
             return network(batch).float()
 
     @torch.no_grad()
-    def probabilities(self, features: torch.Tensor, valid: torch.Tensor, cols, size_x):
-        """(N, H, W) built-up probability of the windows at ``cols`` of a strip of recipe
+    def built_up_logits(self, features: torch.Tensor, valid: torch.Tensor, cols, size_x):
+        """(N, H, W) built-up logit of the windows at ``cols`` of a strip of recipe
         features (C, H, W) and its valid mask (H, W), on the device: each fold model's
         normalisation applied to the strip once, its windows run in batches."""
         width = size_x + 2 * self.margin
@@ -201,9 +209,9 @@ class ScenePredictor:
                 else:
                     logits[k : k + len(windows)] += out
         # the mean over models and TTA passes; softmax of 2 classes: the built-up probability
-        # is the sigmoid of their difference
+        # is the sigmoid of their difference, its logit the difference
         passes = len(self.networks) * max(len(self.transforms), 1)
-        return torch.sigmoid((logits[:, 1] - logits[:, 0]) / passes)
+        return (logits[:, 1] - logits[:, 0]) / passes
 
     def _logits_buffer(self, shape: tuple[int, ...]) -> torch.Tensor:
         """The strip's window logits, one buffer reused strip after strip (a fresh one per
@@ -224,9 +232,10 @@ class ScenePredictor:
             size_y, size_x = min(self.kept, height), min(self.kept, width)
             rows = tile_offsets(height, size_y, min(self.overlap, size_y - 1))
             cols = tile_offsets(width, size_x, min(self.overlap, size_x - 1))
-            buffer = _RollingBuffer(size_y + max(np.diff(rows), default=0), width, self.device)
+            rows_held = size_y + max(np.diff(rows), default=0)
+            buffer = _RollingBuffer(rows_held, width, self.device, self.encoding)
             with (
-                probability_raster(src.profile, out_path) as dst,
+                probability_raster(src.profile, out_path, self.encoding) as dst,
                 ThreadPoolExecutor(1) as reader,
                 ThreadPoolExecutor(1) as writer,
             ):
@@ -265,20 +274,20 @@ class ScenePredictor:
         m, (size_y, size_x) = self.margin, kept
         weights = self.weights[:size_y, :size_x]
         if self.recipe.per_pixel:
-            probs = self.probabilities(features, valid, cols, size_x)
+            logits = self.built_up_logits(features, valid, cols, size_x)
         else:  # a recipe of per-window statistics: applied window by window
-            probs = torch.cat([self._per_window(features, valid, c, size_x) for c in cols])
+            logits = torch.cat([self._per_window(features, valid, c, size_x) for c in cols])
         centre = np.s_[m : m + size_y, m : m + size_x]
-        for col, prob in zip(cols, probs, strict=True):
+        for col, logit in zip(cols, logits, strict=True):
             ok = valid[m : m + size_y, col + m : col + m + size_x]
-            buffer.add(row, col, prob[centre], weights, ok)
+            buffer.add(row, col, logit[centre], weights, ok)
 
     def _per_window(self, strip, valid, col, size_x) -> torch.Tensor:
         width = size_x + 2 * self.margin
         patch = strip[:, :, col : col + width].cpu().numpy()
         ok = valid[:, col : col + width].cpu().numpy()
         features = torch.from_numpy(self.recipe(patch, ok)).to(self.device)
-        return self.probabilities(features, valid[:, col : col + width], [0], size_x)
+        return self.built_up_logits(features, valid[:, col : col + width], [0], size_x)
 
 
 class _StripReader:
@@ -324,32 +333,41 @@ class _StripReader:
 
 
 class _RollingBuffer:
-    """Weighted sums of predictions for the rows not yet written, on the device."""
+    """Weighted sums of predictions for the rows not yet written, on the device: of the
+    probabilities, or of the logits for a logit raster (blended in the domain it stores)."""
 
-    def __init__(self, rows: int, width: int, device):
+    def __init__(self, rows: int, width: int, device, encoding: Encoding):
         self.total = torch.zeros((rows, width), dtype=torch.float32, device=device)
         self.weight = torch.zeros((rows, width), dtype=torch.float32, device=device)
         self.valid = torch.zeros((rows, width), dtype=torch.bool, device=device)
-        self.top = 0
+        self.encoding, self.top = encoding, 0
 
-    def add(self, row, col, prob, weights, valid) -> None:
+    def add(self, row, col, logit, weights, valid) -> None:
         r = row - self.top
-        h, w = prob.shape
-        self.total[r : r + h, col : col + w] += weights * prob
+        h, w = logit.shape
+        value = torch.sigmoid(logit) if self.encoding is PROBABILITY else logit
+        self.total[r : r + h, col : col + w] += weights * value
         self.weight[r : r + h, col : col + w] += weights
         self.valid[r : r + h, col : col + w] |= valid
 
     def flush(self, until: int) -> tuple[int, np.ndarray]:
-        """(top row, uint8 probabilities) of every row above ``until``, dropped from the buffer."""
+        """(top row, encoded values) of every row above ``until``, dropped from the buffer."""
         top, n = self.top, max(until - self.top, 0)
-        prob = self.total[:n] / self.weight[:n].clamp_min(1e-12)
-        levels = torch.where(self.valid[:n], torch.round(prob * PROB_SCALE), PROB_NODATA)
-        out = levels.to(torch.uint8).cpu().numpy()
+        value = self.total[:n] / self.weight[:n].clamp_min(1e-12)
+        out = self._encoded(value, self.valid[:n])
         for array in (self.total, self.weight, self.valid):
             array[: len(array) - n] = array[n:].clone()
             array[len(array) - n :] = 0
         self.top += n
         return top, out
+
+    def _encoded(self, value: torch.Tensor, valid: torch.Tensor) -> np.ndarray:
+        encoding = self.encoding
+        stored = torch.round(value * encoding.steps)
+        if encoding is not PROBABILITY:
+            stored = stored.clamp(-LOGIT_LIMIT, LOGIT_LIMIT)
+        stored = torch.where(valid, stored, encoding.nodata)
+        return stored.to(getattr(torch, encoding.dtype)).cpu().numpy()
 
 
 def resolve_device(device: str, accelerator: str = "auto") -> str:
@@ -387,10 +405,12 @@ def predict_with_folds(
     overlap=128,
     batch_size=8,
     device="auto",
+    encoding: str = "probability",
 ) -> dict:
     """Predict one scene with the given fold models (their logits averaged), stitched as the
     experiment's ``prediction`` section says (``window`` and ``overlap``: the workflow's
-    defaults, for an experiment that does not set them)."""
+    defaults, for an experiment that does not set them), stored in ``encoding``
+    (``probability`` or ``logit``, :mod:`builtup.core.probability`)."""
     spec = load_experiment(experiment_path)
     stitching = spec["prediction"]
     device = resolve_device(device, spec["accelerator"])
@@ -409,5 +429,6 @@ def predict_with_folds(
         stitch=stitching["stitch"],
         kept=stitching["kept"],
         precision=stitching["precision"],
+        encoding=ENCODINGS[encoding],
     )
     return predictor.predict_scene(raster, out_path)

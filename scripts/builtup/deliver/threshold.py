@@ -9,17 +9,21 @@ import logging
 import numpy as np
 
 from builtup.core.classes import BUILTUP, IGNORE
-from builtup.core.probability import PROB_NODATA, PROB_SCALE
-from builtup.core.rasters import atomic_path, paired_strips
+from builtup.core.probability import PROB_SCALE, encoding_of, to_levels
+from builtup.core.rasters import atomic_path, open_raster, paired_strips
 
 log = logging.getLogger(__name__)
 
 
 def probability_histograms(prob_path, mask_path) -> np.ndarray:
-    """(2, 255) counts of each probability level among background and built-up pixels."""
+    """(2, 255) counts of each probability level among background and built-up pixels, of a
+    prediction raster of either encoding."""
     hist = np.zeros((2, PROB_SCALE + 1), np.int64)
-    for prob, mask in paired_strips(prob_path, mask_path):
-        keep = (mask != IGNORE) & (prob != PROB_NODATA)
+    with open_raster(prob_path) as src:
+        encoding = encoding_of(src)
+    for values, mask in paired_strips(prob_path, mask_path):
+        prob, valid = to_levels(values, encoding)
+        keep = (mask != IGNORE) & valid
         for cls in (0, 1):
             hist[cls] += np.bincount(
                 prob[keep & ((mask == BUILTUP) == bool(cls))], minlength=PROB_SCALE + 1

@@ -26,6 +26,8 @@ from builtup.core.errors import InputError
 from builtup.core.parallel import in_order
 from builtup.core.rasters import atomic_path, open_raster, read_window, same_grid
 
+BLOCK_WIDTH = 2048  # px of the scene decoded at once for cutting tiles
+
 
 def tile_offsets(length: int, size: int, min_overlap: int) -> list[int]:
     """Offsets of tiles of ``size`` covering ``length`` with at least ``min_overlap`` overlap.
@@ -177,25 +179,44 @@ def cut_tiles(
         ):
             _write_npy_header(img_out, (count, scene.count, size, size), np.float32)
             _write_npy_header(msk_out, (count, size, size), np.uint8)
-            for image, labels in _strips(scene, mask, scene_path, mask_path, rows, size):
-                for col in cols:
-                    img_out.write(np.ascontiguousarray(image[:, :, col : col + size]))
-                    msk_out.write(np.ascontiguousarray(labels[:, col : col + size]))
+            blocks = _blocks(scene, mask, scene_path, mask_path, rows, cols, size)
+            for group, image, labels in blocks:
+                for col in group:
+                    x = col - group[0]
+                    img_out.write(np.ascontiguousarray(image[:, :, x : x + size]))
+                    msk_out.write(np.ascontiguousarray(labels[:, x : x + size]))
         with atomic_path(tiles.index) as tmp:
             tmp.write_text(json.dumps(meta))
     return count
 
 
-def _strips(scene, mask, scene_path, mask_path, rows: list[int], size: int) -> Iterator:
-    """(image, labels) strips of ``size`` rows at ``rows``; the next strips are decoded on a
-    reader thread while the caller writes the current one (GDAL releases the GIL)."""
+def column_groups(cols: list[int], size: int, width: int = BLOCK_WIDTH) -> list[list[int]]:
+    """Consecutive tile columns in groups whose tiles span at most ``width`` px (at least
+    one tile each)."""
+    groups: list[list[int]] = []
+    for col in cols:
+        if groups and col + size - groups[-1][0] <= width:
+            groups[-1].append(col)
+        else:
+            groups.append([col])
+    return groups
 
-    def read(row: int) -> tuple[np.ndarray, np.ndarray]:
-        strip = Window(0, row, scene.width, size)
-        return read_window(scene, scene_path, strip), read_window(mask, mask_path, strip, 1)
+
+def _blocks(scene, mask, scene_path, mask_path, rows, cols, size) -> Iterator:
+    """(tile columns, image, labels) blocks of one row of tiles and a group of its columns,
+    in the order the tiles are stored. Blocks, not full-width strips: memory stays bounded
+    whatever the scene's width and band count (a 13-band stack strip of a full-size scene
+    is 290 MB). The next blocks are decoded on a reader thread while the caller writes the
+    current one (GDAL releases the GIL)."""
+    pieces = [(row, group) for row in rows for group in column_groups(cols, size)]
+
+    def read(piece) -> tuple[list[int], np.ndarray, np.ndarray]:
+        row, group = piece
+        block = Window(group[0], row, group[-1] + size - group[0], size)
+        return group, read_window(scene, scene_path, block), read_window(mask, mask_path, block, 1)
 
     with ThreadPoolExecutor(1) as reader:
-        yield from in_order(reader, read, rows, 1)
+        yield from in_order(reader, read, pieces, 1)
 
 
 def _write_npy_header(fh, shape: tuple[int, ...], dtype) -> None:
