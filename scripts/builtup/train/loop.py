@@ -132,7 +132,10 @@ def train(
     data = TrainingData(spec, summary, fold_tiles_tsv, tile_stacks, workers)
     identity = data_identity(spec, summary, fold_tiles_tsv)
     has_val = len(data.val_set) > 0
-    saver = ModelCheckpoint(dirpath=out_dir / "checkpoints", save_top_k=0, save_last=True)
+    # the latest epoch, kept so that last.ckpt (the resume point) is written every epoch
+    saver = ModelCheckpoint(
+        dirpath=out_dir / "checkpoints", filename="latest", save_top_k=1, save_last=True
+    )
     accelerator = accelerator or spec["accelerator"]
     trainer = _trainer(
         spec,
