@@ -33,7 +33,7 @@ PROB_LOGIT_CLIP = 0.5 / PROB_SCALE
 
 @dataclass(frozen=True)
 class Encoding:
-    """How one kind of prediction raster stores its values: ``stored * scale`` is the value."""
+    """How one kind of prediction raster stores its values: ``stored / steps`` is the value."""
 
     name: str
     dtype: str

@@ -27,7 +27,7 @@ from builtup.core.rasters import (
 )
 from builtup.core.recipes import to_db
 from builtup.core.scores import scores
-from builtup.deliver.threshold import best_level, confusion_at
+from builtup.deliver.threshold import best_level, confusion_at, leave_one_out
 
 log = logging.getLogger(__name__)
 
@@ -101,10 +101,14 @@ def _tuned(histograms: dict, splits: dict, city_of) -> tuple[dict, dict]:
     if not train or not sum(train.values()).any():
         return {}, {}
     best = best_backscatter_threshold(sum(train.values()))
-    by_city = {}
-    for city in {city_of(k) for k in train}:
-        others = [h for k, h in train.items() if city_of(k) != city]
-        by_city[city] = best_backscatter_threshold(sum(others)) if others else best
+    per_city: dict = {}
+    for key, hist in train.items():
+        per_city[city_of(key)] = per_city.get(city_of(key), 0) + hist
+    by_city = (
+        leave_one_out(per_city, best_backscatter_threshold)
+        if len(per_city) > 1
+        else dict.fromkeys(per_city, best)
+    )
     matrices = {}
     for key, hist in histograms.items():
         rule = by_city[city_of(key)] if splits[key] == "train" else best
