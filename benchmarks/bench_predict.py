@@ -30,15 +30,17 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 SETUP = """
-import numpy as np, torch
-from builtup.config.experiment import load_experiment
+import dataclasses, numpy as np, torch
+from builtup.core.probability import PROBABILITY
+from builtup.train.names import load_experiment
 from builtup.train.models import build_model
 from builtup.core.recipes import get_recipe
-from builtup.deliver.predict import FoldModel, ScenePredictor
+from builtup.predict.scene import FoldModel, ScenePredictor
 torch.set_num_threads(os.cpu_count())
-spec = load_experiment('{repo}/config/experiments/{experiment}.yaml')
-channels = get_recipe(spec['recipe']).channels
-network = build_model(spec['model'], channels).to('{device}').eval()
+experiment = load_experiment('{repo}/config/experiments/{experiment}.yaml')
+channels = experiment.channels
+network = build_model(experiment.model, channels, None).to('{device}').eval()
+prediction = dataclasses.replace(experiment.prediction, window=512, overlap=128, batch_size=8)
 zeros, ones = np.zeros((channels, 1, 1), np.float32), np.ones((channels, 1, 1), np.float32)
 model = FoldModel(network, zeros, ones)
 """
@@ -46,8 +48,8 @@ model = FoldModel(network, zeros, ones)
 OURS = (
     SETUP
     + """
-ScenePredictor([model], spec['recipe'], 'none', 512, 128, 8, '{device}').predict_scene(
-    '{work}/scene.tif', '{work}/ours.tif')
+predictor = ScenePredictor([model], experiment.recipe, 'none', prediction, '{device}', PROBABILITY)
+predictor.predict_scene('{work}/scene.tif', '{work}/ours.tif')
 """
 )
 
@@ -113,17 +115,19 @@ for k in range(1, 4):
 """
 
 AGGREGATE = """
-from builtup.deliver.aggregate import aggregate_city
+from builtup.predict.aggregate import aggregate_city
 paths = ['{work}/ours.tif'] + ['{work}/acq%d.tif' % k for k in (1, 2, 3)]
-aggregate_city(paths, '{work}/city.tif')
+aggregate_city(paths, '{work}/city.tif', 'mean', 0.5)
 """
 
 
 NULL_SETUP = """
 import time
-import numpy as np, torch
+import dataclasses, numpy as np, torch
+from builtup.core.probability import PROBABILITY
+from builtup.config.experiment import PredictionSettings
 from builtup.core.recipes import get_recipe
-from builtup.deliver.predict import FoldModel, ScenePredictor
+from builtup.predict.scene import FoldModel, ScenePredictor
 torch.set_num_threads(os.cpu_count())
 recipe = 'db3'
 channels = get_recipe(recipe).channels
@@ -182,7 +186,8 @@ NULL_PREDICT = (
     NULL_SETUP
     + """
 models = [null_model(seed) for seed in range({models})]
-predictor = ScenePredictor(models, recipe, '{tta}', 512, 128, 8, '{device}')
+prediction = PredictionSettings('blend', 512, 128, None, 'auto', 8, '{device}')
+predictor = ScenePredictor(models, recipe, '{tta}', prediction, '{device}', PROBABILITY)
 start = time.perf_counter()
 predictor.predict_scene('{work}/scene.tif', '{work}/null_{models}.tif')
 print('SECONDS', time.perf_counter() - start, 'NETWORK', TimedConv.seconds)

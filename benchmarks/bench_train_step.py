@@ -18,18 +18,18 @@ from pathlib import Path
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from builtup.config.experiment import input_channels, load_experiment
 from builtup.train.losses import WeightedSum
 from builtup.train.models import build_model
+from builtup.train.names import load_experiment
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def step_rate(spec, device, batch, size, mixed: bool, steps: int, warmup: int):
+def step_rate(experiment, device, batch, size, mixed: bool, steps: int, warmup: int):
     torch.manual_seed(0)
-    channels = input_channels(spec)
-    model = build_model(spec["model"], channels).to(device).train()
-    loss_fn = WeightedSum(spec["loss"]).to(device)
+    channels = experiment.channels
+    model = build_model(experiment.model, channels, None).to(device).train()
+    loss_fn = WeightedSum(experiment.loss).to(device)
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
     x = torch.randn(batch, channels, size, size, device=device)
     y = torch.randint(0, 2, (batch, size, size), device=device)
@@ -72,9 +72,7 @@ def main() -> None:
     spec = load_experiment(REPO / "config" / "experiments" / f"{args.experiment}.yaml")
     device = torch.device(args.device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
-    print(
-        f"{args.experiment}: batch {args.batch} x {input_channels(spec)} x {args.size}^2 on {name}"
-    )
+    print(f"{args.experiment}: batch {args.batch} x {spec.channels} x {args.size}^2 on {name}")
     print(f"{'mode':<28}{'images/s':>10}{'TFLOP/s':>9}{'of peak':>9}")
     rates = {}
     for label, mixed in (("fp32", False), ("bf16-mixed + channels_last", True)):

@@ -1,4 +1,4 @@
-from builtup.deliver.aggregate import aggregate_city
+from builtup.predict.aggregate import aggregate_city
 from builtup.runtime.job import run
 
 

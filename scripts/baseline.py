@@ -1,4 +1,4 @@
-from builtup.deliver.baseline import write_baselines
+from builtup.evaluate.baseline import write_baselines
 from builtup.runtime.job import run
 
 

@@ -1,10 +1,9 @@
-from builtup.deliver.aggregate import aggregate_city
+from builtup.predict.aggregate import ensemble_scene
 from builtup.runtime.job import run
 
 
 def main(inputs, outputs, params):
-    # the members are predicted on the same scene grid: the city mean is their pixel mean
-    aggregate_city(list(inputs), outputs[0], "mean")
+    ensemble_scene(list(inputs), outputs[0])
 
 
 run(snakemake, main)

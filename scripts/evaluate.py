@@ -1,4 +1,4 @@
-from builtup.deliver.evaluate import evaluate_experiment
+from builtup.evaluate.experiment import evaluate_experiment
 from builtup.runtime.job import run
 
 

@@ -1,4 +1,4 @@
-from builtup.deliver.leaderboard import write_leaderboard
+from builtup.evaluate.leaderboard import write_leaderboard
 from builtup.runtime.job import run
 
 

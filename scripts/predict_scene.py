@@ -1,19 +1,19 @@
-from builtup.deliver.predict import predict_with_folds
+from builtup.config.experiment import PredictionSettings
+from builtup.core.probability import ENCODINGS
+from builtup.predict.scene import predict_scene
 from builtup.runtime.job import run
+from builtup.train.names import load_experiment
 
 
 def main(inputs, outputs, params):
-    predict_with_folds(
+    predict_scene(
         inputs.raster,
-        inputs.experiment,
+        load_experiment(inputs.experiment),
+        PredictionSettings(**params.prediction),
         inputs.models,
         inputs.summaries,
         outputs[0],
-        window=params.window,
-        overlap=params.overlap,
-        batch_size=params.batch_size,
-        device=params.device,
-        encoding=params.encoding,
+        ENCODINGS[params.encoding],
     )
 
 

@@ -1,9 +1,9 @@
 from pathlib import Path
 
-from builtup.config.experiment import load_experiment
 from builtup.runtime.job import run
 from builtup.train.data import scene_stacks
 from builtup.train.loop import train
+from builtup.train.names import load_experiment
 
 
 def main(inputs, outputs, params):

@@ -97,14 +97,32 @@ def at_cpu_scale(spec: dict) -> dict:
     return spec
 
 
+def tiny_experiment(folder: Path, name: str = "tiny", **changes):
+    """:data:`TINY` with ``changes``, written to ``folder`` and read as the workflow reads it."""
+    import yaml
+
+    from builtup.config.experiment import read_experiment
+
+    path = Path(folder) / f"{name}.yaml"
+    path.write_text(yaml.safe_dump({**TINY, **changes}))
+    return read_experiment(path)
+
+
+def network(architecture: str, encoder: str, encoder_weights=None, **options):
+    """A network's settings as an experiment's ``model`` section gives them."""
+    from builtup.config.experiment import ModelSettings
+
+    return ModelSettings(architecture, encoder, encoder_weights, 2, options)
+
+
 def place_imagenet_weights(model: dict, root: Path) -> Path:
-    """The file ``fetch_encoder_weights`` would write for ``model`` (random weights of the
+    """The file ``fetch_weights`` would write for ``model`` (random weights of the
     right shapes) with its checksum, placed by hand as on an offline cluster."""
     from builtup.config.encoders import LWREFINENET, weights_file
     from builtup.core.checksums import sha256_of
     from builtup.train.models import LWRefineNet
 
-    path = root / weights_file(model, "resources/weights")
+    path = root / weights_file(model["architecture"], model["encoder"], "resources/weights")
     path.parent.mkdir(parents=True, exist_ok=True)
     if model["architecture"].lower() == LWREFINENET:
         encoder = LWRefineNet.timm_encoder(model["encoder"])

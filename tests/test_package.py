@@ -10,7 +10,18 @@ import pytest
 from conftest import REPO
 
 PACKAGE = REPO / "scripts" / "builtup"
-STAGES = {"core", "config", "runtime", "prepare", "train", "deliver", "demo"}
+# The library's folders from the bottom up: a module imports its own folder and those of
+# lower layers only (the command line, above them all, may import any).
+LAYERS = [
+    {"core"},
+    {"config", "runtime", "figures"},
+    {"demo", "prepare"},
+    {"train"},
+    {"predict"},
+    {"deliver"},
+    {"evaluate"},
+]
+STAGES = set().union(*LAYERS)
 
 
 def module_name(path: Path) -> str:
@@ -60,6 +71,22 @@ def test_the_library_is_grouped_by_stage():
     assert top == STAGES
     loose = sorted(p.name for p in PACKAGE.glob("*.py"))
     assert loose == ["__init__.py", "cli.py"]
+
+
+def layer_of(module: str) -> int:
+    folder = module.split(".")[1]
+    return next(i for i, layer in enumerate(LAYERS) if folder in layer)
+
+
+@pytest.mark.parametrize(
+    "name", [n for n in MODULES if n.count(".") > 1], ids=lambda n: n.removeprefix("builtup.")
+)
+def test_imports_run_down_the_layers(name):
+    folder, layer = name.split(".")[1], layer_of(name)
+    for imported in imported_modules(MODULES[name]):
+        if imported.count(".") < 2 or imported.split(".")[1] == folder:
+            continue
+        assert layer_of(imported) < layer, f"{name} imports {imported}, a layer up or beside"
 
 
 def test_no_import_cycle():
@@ -124,7 +151,7 @@ def string_literals(path: Path) -> list[str]:
 )
 def test_no_module_names_a_rule_or_a_repository_path(name):
     rules = rule_names()
-    assert {"predict_scene", "polygons", "rasterize_mask"} <= rules
+    assert {"predict_scene", "submission", "rasterize_mask"} <= rules
     rules -= DATA_WORDS
     for text in string_literals(MODULES[name]):
         assert text not in rules, f"{name} names the rule {text!r}"

@@ -41,19 +41,19 @@ def _export_tile(args) -> None:
 def _train(args) -> None:
     import logging
 
-    from builtup.config.experiment import load_experiment
     from builtup.train.data import stacks_under
     from builtup.train.loop import train
+    from builtup.train.names import load_experiment
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     results = Path(args.results)
     fold = results / "folds" / args.fold
-    spec = load_experiment(args.experiment)
-    out = Path(args.out or results / "models" / spec["name"] / args.fold)
-    fetched = Path(weights_file(spec["model"], "resources/weights"))
-    imagenet = spec["model"]["encoder_weights"] == "imagenet"
+    experiment = load_experiment(args.experiment)
+    out = Path(args.out or results / "models" / experiment.name / args.fold)
+    model = experiment.model
+    fetched = Path(weights_file(model.architecture, model.encoder, "resources/weights"))
     train(
-        spec,
+        experiment,
         fold / "summary.json",
         fold / "tiles.tsv",
         stacks_under(results / "tiles"),
@@ -64,15 +64,15 @@ def _train(args) -> None:
         strategy=args.strategy,
         max_epochs=args.max_epochs,
         mlruns=results / "mlruns",
-        weights_file=fetched if imagenet and fetched.is_file() else None,
+        weights_file=fetched if model.encoder_weights == "imagenet" and fetched.is_file() else None,
     )
 
 
 def _fetch_weights(args) -> None:
-    from builtup.train.weights import fetch_imagenet
+    from builtup.train.weights import fetch_weights
 
     out = args.output or f"resources/weights/{weights_name(args.library, args.encoder)}"
-    summary = fetch_imagenet(args.library, args.encoder, out)
+    summary = fetch_weights(args.library, args.encoder, out)
     print(f"{summary['path']}: sha256 {summary['sha256']} (from {summary['source']})")
 
 

@@ -5,8 +5,8 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from builtup.config.experiment import load_experiment
 from builtup.train.augment import build_augmentation
+from builtup.train.names import load_experiment
 
 from conftest import REPO
 
@@ -29,8 +29,8 @@ def outcome(before: np.ndarray, after: np.ndarray) -> str:
 def test_the_seeds_rotate_or_flip_at_p_half(experiment):
     """A.OneOf([A.RandomRotate90(), A.Flip()]) at p 0.5, A.Flip being horizontal, vertical or
     both (a half turn) with equal odds, RandomRotate90 any of the 4 quarter turns."""
-    spec = load_experiment(REPO / f"config/experiments/{experiment}.yaml")
-    entries = [e for e in spec["augmentation"]["train"] if e["name"] != "RandomResizedCrop"]
+    settings = load_experiment(REPO / f"config/experiments/{experiment}.yaml")
+    entries = [e for e in settings.augmentation if e["name"] != "RandomResizedCrop"]
     augmentation = build_augmentation(entries)
     augmentation.set_random_seed(3)
     image = np.arange(16, dtype=np.float32).reshape(4, 4, 1)

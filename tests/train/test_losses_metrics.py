@@ -5,6 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from builtup.config.experiment import LossTerm
 from builtup.core.scores import scores
 from builtup.train.losses import (
     CrossEntropy,
@@ -14,6 +15,11 @@ from builtup.train.losses import (
 )
 from builtup.train.metrics import confusion_matrix
 from builtup.train.optim import poly_factor
+
+
+def term(settings: dict) -> LossTerm:
+    """A loss term as an experiment's ``loss`` list gives it (weight 1 unless set)."""
+    return LossTerm.from_dict({"weight": 1.0, **settings})
 
 
 @pytest.fixture
@@ -48,15 +54,15 @@ def test_softmax_jaccard_by_hand():
 def test_overlap_losses_of_a_perfect_prediction_are_zero(name):
     target = torch.tensor([[[0, 1], [1, 0]]])
     logits = F.one_hot(target, 2).permute(0, 3, 1, 2).float() * 50
-    loss = build_term({"name": name})
+    loss = build_term(term({"name": name}))
     assert loss(logits, target).item() == pytest.approx(0, abs=1e-5)
     assert loss(-logits, target).item() == pytest.approx(1, abs=1e-5)
 
 
 def test_focal_down_weights_easy_pixels(batch):
     logits, target = batch
-    focal = build_term({"name": "focal", "gamma": 2.0})(logits, target)
-    plain = build_term({"name": "focal", "gamma": 0.0})(logits, target)
+    focal = build_term(term({"name": "focal", "gamma": 2.0}))(logits, target)
+    plain = build_term(term({"name": "focal", "gamma": 0.0}))(logits, target)
     assert 0 < focal < plain
 
 
@@ -65,7 +71,7 @@ def test_ignored_pixels_do_not_count(batch, name):
     """smp's losses with ignore_index leave 255 out as our own losses did: neither the
     logits there nor the pixels themselves change the loss."""
     logits, target = batch
-    loss = build_term({"name": name})
+    loss = build_term(term({"name": name}))
     changed = logits.clone()
     changed[0, :, 0, :3] = torch.tensor([[9.0], [-9.0]])
     assert loss(logits, target).item() == pytest.approx(loss(changed, target).item(), rel=1e-6)
@@ -77,13 +83,15 @@ def test_ignored_pixels_do_not_count(batch, name):
 
 def test_weighted_sum(batch):
     logits, target = batch
-    total = WeightedSum([{"name": "ce"}, {"name": "jaccard", "weight": 2.0}])(logits, target)
+    total = WeightedSum([term(t) for t in [{"name": "ce"}, {"name": "jaccard", "weight": 2.0}]])(
+        logits, target
+    )
     assert total.item() == pytest.approx(
         CrossEntropy()(logits, target).item() + 2 * SoftmaxJaccard()(logits, target).item(),
         rel=1e-6,
     )
     with pytest.raises(ValueError, match="unknown loss 'hinge'"):
-        build_term({"name": "hinge"})
+        build_term(term({"name": "hinge"}))
 
 
 def test_two_class_bce_and_dice_equal_the_2nd_place_loss_on_one_logit():
@@ -97,7 +105,7 @@ def test_two_class_bce_and_dice_equal_the_2nd_place_loss_on_one_logit():
         {"name": "ce", "weight": 0.75},
         {"name": "dice", "weight": 0.25, "classes": [1], "smooth": 0.001},
     ]
-    ours = WeightedSum(terms)(logits, target)
+    ours = WeightedSum([term(t) for t in terms])(logits, target)
     d, t = (logits[:, 1] - logits[:, 0]).reshape(-1), target.reshape(-1).float()
     p = torch.sigmoid(d)
     dice = 1 - (2 * (p * t).sum() + 0.001) / (p.sum() + t.sum() + 0.001)

@@ -1,29 +1,32 @@
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
 
-from builtup.config.experiment import input_channels, load_experiment
+from builtup.config.experiment import LossTerm, OptimizerSettings
 from builtup.core.checksums import sha256_of
 from builtup.core.errors import InputError
 from builtup.train.data import TargetWeightedSampler
 from builtup.train.losses import WeightedSum
 from builtup.train.models import LWRefineNet, build_model
+from builtup.train.names import load_experiment
 
-from conftest import REPO
+from conftest import REPO, network
 
 EXPERIMENTS = sorted((REPO / "config" / "experiments").glob("*.yaml"))
 
 
 @pytest.mark.parametrize("path", EXPERIMENTS, ids=lambda p: p.stem)
 def test_every_shipped_experiment_builds_and_steps(path):
-    spec = load_experiment(path)
+    experiment = load_experiment(path)
     torch.manual_seed(0)  # the architecture only: ImageNet weights are the weights rule's
-    model = build_model({**spec["model"], "encoder_weights": None}, input_channels(spec))
-    x = torch.randn(2, input_channels(spec), 64, 64)
+    model = build_model(replace(experiment.model, encoder_weights=None), experiment.channels, None)
+    x = torch.randn(2, experiment.channels, 64, 64)
     y = torch.randint(0, 2, (2, 64, 64))
     logits = model(x)
     assert logits.shape == (2, 2, 64, 64)
-    WeightedSum(spec["loss"])(logits, y).backward()
+    WeightedSum(experiment.loss)(logits, y).backward()
     grads = [p.grad for p in model.parameters() if p.requires_grad]
     assert all(g is not None for g in grads)
 
@@ -31,29 +34,23 @@ def test_every_shipped_experiment_builds_and_steps(path):
 def test_the_seed_experiments_keep_the_seed_files_settings():
     """Facts from the seed's configs/train and configs/inference files (docs/replicas.md)."""
     lw = load_experiment(REPO / "config/experiments/lwrefinenet.yaml")
-    assert lw["optimizer"] == {
-        "name": "sgd",
-        "lr": 0.05,
-        "momentum": 0.9,
-        "nesterov": True,
-        "weight_decay": 5e-4,
-    }
-    assert (lw["batch_size"], lw["accumulate"], lw["epochs"]) == (22, 1, 100)
-    assert lw["loss"] == [{"name": "ce", "class_weights": [0.1, 2.0], "weight": 1.0}]
+    assert lw.optimizer == OptimizerSettings("sgd", 0.05, 0.9, True, 5e-4)
+    assert (lw.batch_size, lw.accumulate, lw.epochs) == (22, 1, 100)
+    assert lw.loss == (LossTerm("ce", 1.0, {"class_weights": [0.1, 2.0]}),)
     # weight_per_class=(0.7, 0.3) indexed by "tile has built-up"
-    assert (lw["sampler"]["with_target"], lw["sampler"]["without_target"]) == (0.3, 0.7)
+    assert (lw.sampler.with_target, lw.sampler.without_target) == (0.3, 0.7)
     fpn = load_experiment(REPO / "config/experiments/fpn_se_resnext50_db.yaml")
-    assert fpn["model"]["encoder"] == "se_resnext50_32x4d" and fpn["recipe"] == "db3"
-    assert fpn["loss"] == [{"name": "ce", "class_weights": [0.5, 1.5], "weight": 1.0}]
-    assert (fpn["optimizer"]["name"], fpn["optimizer"]["lr"]) == ("adam", 2e-3)
-    assert (fpn["batch_size"], fpn["accumulate"], fpn["epochs"]) == (23, 2, 50)
-    assert fpn["schedule"]["restart_every"] * 2 == fpn["epochs"]
-    assert fpn["schedule"]["restart_factor"] == 0.5
-    assert fpn["tta"] == "rot90_without_identity" and fpn["precision"] == "16-mixed"
-    for spec in (lw, fpn):
-        names = [t["name"] for t in spec["augmentation"]["train"]]
+    assert fpn.model.encoder == "se_resnext50_32x4d" and fpn.recipe == "db3"
+    assert fpn.loss == (LossTerm("ce", 1.0, {"class_weights": [0.5, 1.5]}),)
+    assert (fpn.optimizer.name, fpn.optimizer.lr) == ("adam", 2e-3)
+    assert (fpn.batch_size, fpn.accumulate, fpn.epochs) == (23, 2, 50)
+    assert fpn.schedule.restart_every * 2 == fpn.epochs
+    assert fpn.schedule.restart_factor == 0.5
+    assert fpn.tta == "rot90_without_identity" and fpn.precision == "16-mixed"
+    for experiment in (lw, fpn):
+        names = [t["name"] for t in experiment.augmentation]
         assert names == ["RandomResizedCrop", "OneOf"]  # no CoarseDropout in the seed's files
-        assert spec["augmentation"]["train"][1]["p"] == 0.5
+        assert experiment.augmentation[1]["p"] == 0.5
 
 
 def test_lwrefinenet_any_channel_count():
@@ -110,32 +107,32 @@ def test_bad_experiments_fail_before_training(tmp_path, change, message):
 
 
 def test_encoder_weights_file(tmp_path):
-    spec = {"architecture": "lwrefinenet", "encoder": "mobilenetv2_050", "options": {"width": 16}}
-    source = build_model(spec, 3)
+    spec = network("lwrefinenet", "mobilenetv2_050", width=16)
+    source = build_model(spec, 3, None)
     torch.save(source.encoder.state_dict(), tmp_path / "enc.pth")
-    loaded = build_model({**spec, "encoder_weights": str(tmp_path / "enc.pth")}, 3)
+    loaded = build_model(replace(spec, encoder_weights=str(tmp_path / "enc.pth")), 3, None)
     for a, b in zip(
         source.encoder.state_dict().values(), loaded.encoder.state_dict().values(), strict=True
     ):
         assert torch.equal(a, b)
-    other = build_model({**spec, "encoder": "mobilenetv2_100"}, 3)
+    other = build_model(replace(spec, encoder="mobilenetv2_100"), 3, None)
     torch.save(other.encoder.state_dict(), tmp_path / "other.pth")
     with pytest.raises(InputError, match="weights do not fit the encoder"):
-        build_model({**spec, "encoder_weights": str(tmp_path / "other.pth")}, 3)
+        build_model(replace(spec, encoder_weights=str(tmp_path / "other.pth")), 3, None)
     with pytest.raises(InputError, match="does not exist"):
-        build_model({**spec, "encoder_weights": str(tmp_path / "missing.pth")}, 3)
+        build_model(replace(spec, encoder_weights=str(tmp_path / "missing.pth")), 3, None)
     (tmp_path / "junk.pth").write_bytes(b"junk")
     with pytest.raises(InputError, match="cannot be read as a weights file"):
-        build_model({**spec, "encoder_weights": str(tmp_path / "junk.pth")}, 3)
+        build_model(replace(spec, encoder_weights=str(tmp_path / "junk.pth")), 3, None)
 
 
 def test_rgb_weights_are_adapted_to_other_channel_counts(tmp_path):
     """As timm and smp do for ImageNet weights: the first convolution's RGB kernels repeated
     over the input channels and scaled by 3 / channels; every other weight as saved."""
-    spec = {"architecture": "Unet", "encoder": "resnet18"}
-    source = build_model(spec, 3)
+    spec = network("Unet", "resnet18")
+    source = build_model(spec, 3, None)
     torch.save(source.encoder.state_dict(), tmp_path / "rgb.pth")
-    loaded = build_model({**spec, "encoder_weights": str(tmp_path / "rgb.pth")}, 4)
+    loaded = build_model(replace(spec, encoder_weights=str(tmp_path / "rgb.pth")), 4, None)
     rgb, four = source.encoder.conv1.weight, loaded.encoder.conv1.weight
     assert four.shape[1] == 4
     torch.testing.assert_close(four[:, :3], rgb * 3 / 4)
@@ -146,15 +143,15 @@ def test_rgb_weights_are_adapted_to_other_channel_counts(tmp_path):
 
 
 def test_a_weights_file_that_differs_from_its_checksum_is_refused(tmp_path):
-    spec = {"architecture": "lwrefinenet", "encoder": "mobilenetv2_050", "options": {"width": 16}}
+    spec = network("lwrefinenet", "mobilenetv2_050", width=16)
     path = tmp_path / "enc.pth"
-    torch.save(build_model(spec, 3).encoder.state_dict(), path)
+    torch.save(build_model(spec, 3, None).encoder.state_dict(), path)
     (tmp_path / "enc.pth.sha256").write_text(f"{sha256_of(path)}  enc.pth\n")
-    build_model({**spec, "encoder_weights": str(path)}, 3)
+    build_model(replace(spec, encoder_weights=str(path)), 3, None)
     with open(path, "ab") as fh:
         fh.write(b"\0")
     with pytest.raises(InputError, match="sha256 differs from enc.pth.sha256"):
-        build_model({**spec, "encoder_weights": str(path)}, 3)
+        build_model(replace(spec, encoder_weights=str(path)), 3, None)
 
 
 def test_sampler_frequencies_match_weights():

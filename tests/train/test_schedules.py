@@ -9,7 +9,7 @@ import yaml
 from lightning.pytorch.callbacks import Callback
 from torch.utils.data import DataLoader, TensorDataset
 
-from builtup.config.experiment import read_experiment
+from builtup.config.experiment import ScheduleSettings, read_experiment
 from builtup.train.loop import deterministic_setting
 from builtup.train.task import SegmentationTask
 
@@ -103,9 +103,9 @@ def test_plateau_on_the_training_loss_waits_for_the_loss_to_stop_falling():
     from builtup.train.optim import build_scheduler
     from builtup.train.task import PLATEAU_MONITOR
 
-    spec = {"name": "plateau", "patience": 0, "factor": 0.25}
+    schedule = ScheduleSettings("plateau", 0.9, 10, 1.0, patience=0, factor=0.25)
     optimizer = torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))], lr=3e-4)
-    config = build_scheduler(optimizer, spec, 100, 10, PLATEAU_MONITOR)
+    config = build_scheduler(optimizer, schedule, 100, 10, PLATEAU_MONITOR)
     assert config["monitor"] == "train/loss" and config["interval"] == "epoch"
     for loss in (1.0, 0.8, 0.6):  # falling: the rate stays
         config["scheduler"].step(loss)

@@ -1,5 +1,7 @@
 """ImageNet encoder weights fetched once into resources/weights/, never by a training job."""
 
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -8,16 +10,18 @@ from builtup.core.checksums import sha256_of
 from builtup.core.errors import InputError
 from builtup.train import weights
 from builtup.train.models import build_model
-from builtup.train.weights import fetch_imagenet
+from builtup.train.weights import fetch_weights
+
+from conftest import network
 
 
 def test_weights_files_are_named_by_library_and_encoder():
-    assert weights_file({"architecture": "FPN", "encoder": "resnet50"}, "resources/weights") == (
+    assert weights_file("FPN", "resnet50", "resources/weights") == (
         "resources/weights/smp-resnet50-imagenet.pth"
     )
-    assert weights_file(
-        {"architecture": "lwrefinenet", "encoder": "mobilenetv2_100"}, "resources/weights"
-    ) == ("resources/weights/timm-mobilenetv2_100-imagenet.pth")
+    assert weights_file("lwrefinenet", "mobilenetv2_100", "resources/weights") == (
+        "resources/weights/timm-mobilenetv2_100-imagenet.pth"
+    )
 
 
 def test_without_network_one_line_names_the_file_and_its_source(tmp_path, monkeypatch):
@@ -27,7 +31,7 @@ def test_without_network_one_line_names_the_file_and_its_source(tmp_path, monkey
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     out = tmp_path / "smp-resnet18-imagenet.pth"
     with pytest.raises(InputError) as err:
-        fetch_imagenet("smp", "resnet18", out)
+        fetch_weights("smp", "resnet18", out)
     message = str(err.value)
     assert "\n" not in message and str(out) in message
     assert "https://huggingface.co/smp-hub/resnet18.imagenet" in message
@@ -38,19 +42,19 @@ def test_without_network_one_line_names_the_file_and_its_source(tmp_path, monkey
 def test_fetched_weights_are_written_with_their_checksum_and_train_offline(tmp_path, monkeypatch):
     """The download replaced by a local encoder (the test's 'hub'): the file the rule writes
     is what a model with encoder_weights pointing at it starts from."""
-    spec = {"architecture": "lwrefinenet", "encoder": "mobilenetv2_050", "options": {"width": 16}}
-    hub = build_model(spec, 3).encoder
+    spec = network("lwrefinenet", "mobilenetv2_050", width=16)
+    hub = build_model(spec, 3, None).encoder
     monkeypatch.setattr(weights, "pretrained_encoder", lambda library, encoder: hub)
     out = tmp_path / "timm-mobilenetv2_050-imagenet.pth"
-    summary = fetch_imagenet("timm", "mobilenetv2_050", out)
+    summary = fetch_weights("timm", "mobilenetv2_050", out)
     assert summary["sha256"] == sha256_of(out)
     assert (tmp_path / f"{out.name}.sha256").read_text().split() == [summary["sha256"], out.name]
     assert summary["source"].startswith("https://")
-    model = build_model({**spec, "encoder_weights": str(out)}, 3)
+    model = build_model(replace(spec, encoder_weights=str(out)), 3, None)
     for name, value in hub.state_dict().items():
         assert torch.equal(model.encoder.state_dict()[name], value), name
 
 
 def test_an_encoder_without_imagenet_weights_is_named(tmp_path):
     with pytest.raises(InputError, match="timm has no pretrained weights for 'nosuchnet'"):
-        fetch_imagenet("timm", "nosuchnet", tmp_path / "x.pth")
+        fetch_weights("timm", "nosuchnet", tmp_path / "x.pth")

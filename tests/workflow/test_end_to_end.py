@@ -81,7 +81,7 @@ def test_predictions_are_exactly_on_the_scene_grids(finished, experiment):
 
 def test_metrics_out_of_fold_and_test(finished):
     root = finished.root
-    summary = json.loads((root / "results/metrics/tiny/summary.json").read_text())
+    summary = json.loads((root / "results/evaluation/tiny/summary.json").read_text())
     assert set(summary["overall"]) == {"train_out_of_fold", "test"}
     assert summary["overall"]["train_out_of_fold"]["cities"] == TRAIN_CITIES
     assert 0 < summary["threshold"] < 1
@@ -92,7 +92,7 @@ def test_metrics_out_of_fold_and_test(finished):
     assert {"train", "test"} <= set(single) and {"train", "test"} <= set(multi)
     baseline_cities = (root / "results/baseline/cities.tsv").read_text().splitlines()
     assert len(baseline_cities) == 1 + 3
-    scenes = (root / "results/metrics/tiny/scenes.tsv").read_text().splitlines()
+    scenes = (root / "results/evaluation/tiny/scenes.tsv").read_text().splitlines()
     assert len(scenes) == 1 + 6
     threshold = json.loads((root / "results/thresholds/tiny.json").read_text())
     assert threshold["mode"] == "oof" and threshold["threshold"] == threshold["oof_best"]
@@ -146,7 +146,7 @@ def test_a_stack_experiment_predicts_each_citys_stack_on_its_grid(finished):
             np.testing.assert_array_equal(pred.read(1) == 255, no_acquisition)
         assert (root / f"results/quicklooks/temporal_demo/{city}/stack.png").exists()
     assert (root / "results/submission/temporal_demo/38SLD_Tikrit.shp").exists()
-    scenes = pd.read_csv(root / "results/metrics/temporal_demo/scenes.tsv", sep="\t")
+    scenes = pd.read_csv(root / "results/evaluation/temporal_demo/scenes.tsv", sep="\t")
     assert sorted(scenes["city"]) == sorted(TRAIN_CITIES + TEST_CITIES)
     assert set(scenes["scene"]) == {"stack"}
 
@@ -160,7 +160,7 @@ def test_folds_hold_scene_and_stack_tiles(finished):
 
 
 def test_leaderboard_ranks_experiments_ensembles_and_baselines(finished):
-    table = pd.read_csv(finished.root / "results/metrics/leaderboard.tsv", sep="\t")
+    table = pd.read_csv(finished.root / "results/evaluation/leaderboard.tsv", sep="\t")
     assert sorted(table["name"]) == sorted(
         ["tiny", *SHIPPED, "pair", "baseline: single-scene", "baseline: multi-temporal"]
     )
@@ -170,7 +170,7 @@ def test_leaderboard_ranks_experiments_ensembles_and_baselines(finished):
     ]
     assert table[[f"f1 {city}" for city in TEST_CITIES]].notna().all().all()
     assert table["test_f1"].is_monotonic_decreasing
-    summary = json.loads((finished.root / "results/metrics/tiny/summary.json").read_text())
+    summary = json.loads((finished.root / "results/evaluation/tiny/summary.json").read_text())
     row = table.set_index("name").loc["tiny"]
     assert row["train_f1"] == round(summary["overall"]["train_out_of_fold"]["f1"], 4)
 
@@ -201,7 +201,7 @@ def test_the_2nd_place_experiment_trains_on_scene_windows_and_delivers_mean_logi
     threshold = json.loads((root / "results/thresholds/unet_vgg11_2nd_place.json").read_text())
     assert threshold["threshold"] == 0.5  # logit 0
     assert (root / "results/submission/unet_vgg11_2nd_place/38SLD_Tikrit.shp").exists()
-    row = pd.read_csv(root / "results/metrics/leaderboard.tsv", sep="\t").set_index("name")
+    row = pd.read_csv(root / "results/evaluation/leaderboard.tsv", sep="\t").set_index("name")
     row = row.loc["unet_vgg11_2nd_place"]
     assert row["sampling"] == "scene windows 128 px, weights 0.5/0.5"
     assert row["stitching"] == "crop 128 of 160" and row["aggregation"] == "logit"
@@ -221,9 +221,9 @@ def test_every_shipped_experiment_delivers_shapefiles_and_a_leaderboard_row(fini
     with fiona.open(root / f"results/submission/{name}/38SLD_Tikrit.shp") as src:
         assert src.crs.to_epsg() == 32638
         assert {f.properties["DN"] for f in src} <= {255}
-    summary = json.loads((root / f"results/metrics/{name}/summary.json").read_text())
+    summary = json.loads((root / f"results/evaluation/{name}/summary.json").read_text())
     assert 0 <= summary["overall"]["test"]["f1"] <= 1
-    table = pd.read_csv(root / "results/metrics/leaderboard.tsv", sep="\t").set_index("name")
+    table = pd.read_csv(root / "results/evaluation/leaderboard.tsv", sep="\t").set_index("name")
     assert table.loc[name, "test_f1"] == round(summary["overall"]["test"]["f1"], 4)
 
 
@@ -246,7 +246,7 @@ def test_ensemble_averages_its_members(finished):
     mean = (values[0] + values[1]) / 2
     assert np.abs(values[2][valid] - mean[valid]).max() <= 1
     assert (root / "results/submission/pair/38SLD_Tikrit.shp").exists()
-    assert (root / "results/metrics/pair/summary.json").exists()
+    assert (root / "results/evaluation/pair/summary.json").exists()
 
 
 def test_nothing_left_to_do(finished):
@@ -262,7 +262,7 @@ def test_a_stack_model_of_single_acquisition_cities_still_predicts(small_dag_fin
     (box.root / "config/experiments/tiny.yaml").write_text(yaml.safe_dump(spec))
     box.config["recipes"] = ["stack_mean_std"]
     box.write_config()
-    result = box.snakemake("results/metrics/tiny/summary.json")
+    result = box.snakemake("results/evaluation/tiny/summary.json")
     assert result.returncode == 0, result.stderr[-3000:]
     fold = json.loads((box.root / "results/folds/38SLF_Mosul/summary.json").read_text())
     assert fold["normalisation"]["stack_mean_std"]["std"][2:] == [1.0, 1.0]  # constant 0
@@ -276,5 +276,5 @@ def test_a_stack_model_of_single_acquisition_cities_still_predicts(small_dag_fin
             values = pred.read(1)
             np.testing.assert_array_equal(values == 255, np.isnan(count))
             assert len(np.unique(values[values != 255])) > 10  # a map, not a constant
-    metrics = json.loads((box.root / "results/metrics/tiny/summary.json").read_text())
+    metrics = json.loads((box.root / "results/evaluation/tiny/summary.json").read_text())
     assert 0 < metrics["overall"]["test"]["f1"] <= 1

@@ -44,7 +44,7 @@ def files(box: Sandbox, patterns) -> dict[str, bytes]:
 
 
 def metrics(box: Sandbox) -> dict:
-    summary = json.loads((box.root / "results/metrics/tiny/summary.json").read_text())
+    summary = json.loads((box.root / "results/evaluation/tiny/summary.json").read_text())
     return {"overall": summary["overall"], "threshold": summary["threshold"]}
 
 
@@ -105,7 +105,7 @@ def test_a_changed_raw_scene_makes_only_its_chain_stale(reference, tmp_path):
         "predict_scene",
         "temporal_stack",  # its city's stack
         "aggregate_city",  # its city
-        "polygons",
+        "submission",
         "baseline",  # the baselines, which read every labelled scene
         "evaluate",  # the experiment's metrics
         "leaderboard",

@@ -14,6 +14,7 @@ import json
 import os
 import statistics
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -25,9 +26,9 @@ from lightning.pytorch.callbacks import Callback
 from torch.utils.data import DataLoader, Dataset
 
 from builtup.config.experiment import read_experiment
-from builtup.core.probability import PROB_NODATA
+from builtup.core.probability import PROB_NODATA, PROBABILITY
 from builtup.core.recipes import get_recipe
-from builtup.deliver.predict import predict_with_folds
+from builtup.predict.scene import predict_scene
 from builtup.train.loop import deterministic_setting
 from builtup.train.task import SegmentationTask
 
@@ -81,31 +82,32 @@ def cpu_precision(precision: str) -> str:
 
 def train_steps(path: Path, device: str, steps: int, size: int, out: Path | None = None) -> dict:
     """A few steps of ``path``'s experiment (random initialisation) on one repeated batch."""
-    spec = read_experiment(path)
-    spec["model"]["encoder_weights"] = None
+    experiment = read_experiment(path)
+    experiment = replace(experiment, model=replace(experiment.model, encoder_weights=None))
     accelerator = "gpu" if device == "cuda" else "cpu"
-    precision = spec["precision"] if device == "cuda" else cpu_precision(spec["precision"])
-    task = SegmentationTask(spec)
-    data = RepeatedBatch(get_recipe(spec["recipe"]).channels, size, spec["batch_size"], steps)
+    precision = experiment.precision
+    precision = precision if device == "cuda" else cpu_precision(precision)
+    task = SegmentationTask(experiment)
+    data = RepeatedBatch(experiment.channels, size, experiment.batch_size, steps)
     steps_log = StepLog()
     trainer = quiet_trainer(
         accelerator=accelerator,
         devices=1,
         precision=precision,
         max_steps=steps,
-        gradient_clip_val=spec["gradient_clip"],
+        gradient_clip_val=experiment.gradient_clip,
         deterministic=deterministic_setting(accelerator),
         callbacks=[steps_log],
     )
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    trainer.fit(task, DataLoader(data, batch_size=spec["batch_size"]))
+    trainer.fit(task, DataLoader(data, batch_size=experiment.batch_size))
     if out is not None:
         trainer.save_checkpoint(out)
     losses = steps_log.losses
     head, tail = np.mean(losses[:3]), np.mean(losses[-3:])
     return {
-        "experiment": spec["name"],
+        "experiment": experiment.name,
         "step_ms": 1000 * statistics.median(steps_log.seconds[3:] or steps_log.seconds),
         "peak_gb": torch.cuda.max_memory_allocated() / 2**30 if device == "cuda" else float("nan"),
         "ok": bool(np.isfinite(losses).all() and tail < head),
@@ -145,7 +147,9 @@ def compare_devices(
     for device in devices:
         out = tmp_path / f"{device}.tif"
         started = time.perf_counter()
-        predict_with_folds(raster, path, [checkpoint], [summary], out, device=device)
+        settings = read_experiment(path)
+        prediction = replace(settings.prediction, device=device)
+        predict_scene(raster, settings, prediction, [checkpoint], [summary], out, PROBABILITY)
         seconds.append(time.perf_counter() - started)
         with rasterio.open(out) as src:
             maps.append(src.read(1).astype(int))

@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -13,12 +14,12 @@ import pytest
 import torch
 import yaml
 
-from builtup.config.experiment import load_experiment
 from builtup.core.checksums import sha256_of
 from builtup.core.errors import InputError
 from builtup.train.data import stacks_under
 from builtup.train.datamodule import TrainingData
 from builtup.train.models import LWRefineNet
+from builtup.train.names import load_experiment
 
 from conftest import TINY, Sandbox, rewrite_pixel
 
@@ -73,7 +74,7 @@ def test_train_rule_on_the_demo(tiny):
     log = (tiny.root / f"results/logs/train/tiny/{FOLD}.log").read_text()
     assert "epoch 1/2" in log and "epoch 2/2" in log
     checkpoint = torch.load(folder / "model.ckpt", map_location="cpu", weights_only=False)
-    assert checkpoint["hyper_parameters"]["spec"]["recipe"] == "db3"
+    assert checkpoint["hyper_parameters"]["experiment"]["recipe"] == "db3"
     # the model is the last epoch's: nothing was chosen on the held-out city it is scored on
     assert sorted(p.name for p in (folder / "checkpoints").iterdir()) == [
         "last.ckpt",
@@ -307,7 +308,7 @@ def test_a_stack_experiment_draws_the_stacks_tiles_only(tiny):
     tilesets = stacks_under(tiny.root / "results/tiles")
     spec = load_experiment(tiny.root / "config/experiments/tiny.yaml")
     stacked = TrainingData(
-        {**spec, "recipe": "stack_mean"}, summary, fold / "tiles.tsv", tilesets, 0
+        replace(spec, recipe="stack_mean"), summary, fold / "tiles.tsv", tilesets, 0
     )
     scenes = TrainingData(spec, summary, fold / "tiles.tsv", tilesets, 0)
     assert {scene for (_, scene), _ in stacked.train_set.keys} == {"stack"}
@@ -329,7 +330,7 @@ def test_imagenet_weights_come_from_the_local_fetch_rule(tiny, tmp_path, monkeyp
     target = f"results/models/tiny/{FOLD}/model.ckpt"
     (box.root / target).unlink(missing_ok=True)  # an earlier test may have trained it
     weights = box.root / "resources/weights/timm-mobilenetv2_050-imagenet.pth"
-    assert box.stale_jobs(target)["fetch_encoder_weights"] == 1
+    assert box.stale_jobs(target)["fetch_weights"] == 1
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # an offline node, without connection timeouts
     result = box.snakemake(target)
@@ -343,7 +344,7 @@ def test_imagenet_weights_come_from_the_local_fetch_rule(tiny, tmp_path, monkeyp
     weights.parent.mkdir(parents=True, exist_ok=True)
     torch.save(encoder.state_dict(), weights)
     Path(f"{weights}.sha256").write_text(f"{sha256_of(weights)}  {weights.name}\n")
-    assert "fetch_encoder_weights" not in box.stale_jobs(target)
+    assert "fetch_weights" not in box.stale_jobs(target)
     with open(weights, "ab") as fh:  # damaged on its way to the cluster
         fh.write(b"\0")
     result = box.snakemake(target)
@@ -413,7 +414,7 @@ def test_a_scene_model_is_not_retrained_when_only_the_stacks_change(tiny, tmp_pa
     tiles.to_csv(tmp_path / "same.tsv", sep="\t", index=False)
     scene_model = data_identity(spec, summary, tmp_path / "same.tsv")
     assert data_identity(spec, summary, tmp_path / "tiles.tsv") == scene_model
-    stack_spec = {**spec, "recipe": "stack_mean_std"}
+    stack_spec = replace(spec, recipe="stack_mean_std")
     assert data_identity(stack_spec, summary, tmp_path / "tiles.tsv") != data_identity(
         stack_spec, summary, tmp_path / "same.tsv"
     )

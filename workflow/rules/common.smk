@@ -1,3 +1,4 @@
+import dataclasses
 import re
 
 import pandas as pd
@@ -7,11 +8,11 @@ from builtup.core.bands import STACK
 from builtup.core.errors import InputError
 from builtup.core.recipes import get_recipe
 from builtup.config.encoders import LIBRARIES, weights_file
-from builtup.config.experiment import read_experiment
+from builtup.config.experiment import read_experiment, workflow_delivery
 from builtup.prepare.folds import ALL_CITIES
 from builtup.prepare.temporal import orbit_of
 from builtup.config.schema import check_against_schema
-from builtup.deliver.leaderboard import ensemble_settings, experiment_settings
+from builtup.evaluate.leaderboard import ensemble_settings, experiment_settings
 from builtup.config.sheet import check_cities, read_sheet
 
 # -------- Sheet and config ----------------------------------------------------
@@ -36,15 +37,15 @@ def load_experiments():
     """The active experiments' settings (schema-checked; names are checked by the train job)."""
     try:
         experiments = {
-            name: read_experiment(f"config/experiments/{name}.yaml")
+            name: read_experiment(f"config/experiments/{name}.yaml", config)
             for name in config["experiments"]
         }
     except InputError as err:
         raise WorkflowError(f"ERROR: {err}") from None
-    for name, spec in experiments.items():
-        if spec["recipe"] not in config["recipes"]:
+    for experiment in experiments.values():
+        if experiment.recipe not in config["recipes"]:
             raise WorkflowError(
-                f"ERROR: {spec['path']}: reads recipe {spec['recipe']}, whose statistics "
+                f"ERROR: {experiment.path}: reads recipe {experiment.recipe}, whose statistics "
                 "the folds do not compute: add it to 'recipes' in config/config.yaml"
             )
     return experiments
@@ -80,7 +81,7 @@ def input_kind(name):
     """What an experiment (or an ensemble, by its first member) predicts: scene or stack."""
     if name in config["ensembles"]:
         return input_kind(config["ensembles"][name][0])
-    return get_recipe(EXPERIMENTS[name]["recipe"]).kind
+    return EXPERIMENTS[name].kind
 
 
 ENSEMBLES = load_ensembles()
@@ -262,21 +263,18 @@ def experiment_tiles(name):
 
 def experiment_gpus(wildcards):
     """GPUs a training job asks for: the experiment's devices unless it is pinned to the CPU."""
-    spec = EXPERIMENTS[wildcards.experiment]
-    return 0 if spec["accelerator"] == "cpu" else spec["devices"]
+    experiment = EXPERIMENTS[wildcards.experiment]
+    return 0 if experiment.accelerator == "cpu" else experiment.devices
 
 
 def experiment_weights(wildcards):
     """The encoder weights file a training job starts from: none (random initialisation),
-    the ImageNet weights fetched by fetch_encoder_weights, or the experiment's own file.
+    the ImageNet weights fetched by fetch_weights, or the experiment's own file.
     """
-    model = EXPERIMENTS[wildcards.experiment]["model"]
-    weights = model["encoder_weights"]
-    if weights is None:
-        return []
-    return [
-        weights_file(model, "resources/weights") if weights == "imagenet" else weights
-    ]
+    model = EXPERIMENTS[wildcards.experiment].model
+    if model.encoder_weights != "imagenet":
+        return [model.encoder_weights] if model.encoder_weights else []
+    return [weights_file(model.architecture, model.encoder, "resources/weights")]
 
 
 def trained_folds():
@@ -286,15 +284,23 @@ def trained_folds():
 # -------- Delivery: prediction, cities, threshold, polygons, baselines, metrics, quicklooks ----
 
 
+ENSEMBLE_DELIVERY = workflow_delivery(config)
+
+
 def delivery_setting(key):
-    """An experiment's own delivery setting (aggregation, threshold), else the config's."""
+    """A delivery setting (aggregation, threshold, vote_threshold) of an experiment, its own
+    or the config's, or of an ensemble (the config's)."""
 
     def setting(wildcards):
-        spec = EXPERIMENTS.get(wildcards.experiment, {"delivery": {}})
-        own = spec["delivery"].get(key)
-        return config["delivery"][key] if own is None else own
+        experiment = EXPERIMENTS.get(wildcards.experiment)
+        return getattr(experiment.delivery if experiment else ENSEMBLE_DELIVERY, key)
 
     return setting
+
+
+def prediction_settings(wildcards):
+    """An experiment's prediction settings, the config's merged in, as plain data."""
+    return dataclasses.asdict(EXPERIMENTS[wildcards.experiment].prediction)
 
 
 def prediction_encoding(wildcards):
@@ -431,18 +437,18 @@ def delivered_kinds():
 def leaderboard_settings():
     """What distinguishes each delivered experiment and ensemble in the leaderboard."""
     experiments = {
-        name: experiment_settings(EXPERIMENTS[name], config, input_kind(name))
+        name: experiment_settings(EXPERIMENTS[name])
         for name in config["experiments"]
     }
     ensembles = {
-        name: ensemble_settings({m: experiments[m] for m in members}, config)
+        name: ensemble_settings({m: experiments[m] for m in members}, ENSEMBLE_DELIVERY)
         for name, members in ENSEMBLES.items()
     }
     return {**experiments, **ensembles}
 
 
 def delivered_summaries():
-    return [f"results/metrics/{name}/summary.json" for name in delivered_names()]
+    return [f"results/evaluation/{name}/summary.json" for name in delivered_names()]
 
 
 def quicklook_inputs(wildcards):
@@ -454,7 +460,7 @@ def quicklook_inputs(wildcards):
     }
     if city in LABELLED_CITIES:
         inputs["mask"] = evaluation_mask(city, scene)
-        inputs["metrics"] = f"results/metrics/{experiment}/scenes.tsv"
+        inputs["metrics"] = f"results/evaluation/{experiment}/scenes.tsv"
     return inputs
 
 
@@ -478,7 +484,7 @@ def all_targets():
     ]
     rasters += expand("results/stacks/{city}.tif", city=sorted(SHEET["city"].unique()))
     test_cities = sorted(set(SHEET.loc[SHEET["split"] == "test", "city"]))
-    delivery = ["results/metrics/leaderboard.tsv"]
+    delivery = ["results/evaluation/leaderboard.tsv"]
     for experiment in delivered_names():
         delivery += expand(
             "results/submission/{experiment}/{city}{ext}",
@@ -486,7 +492,7 @@ def all_targets():
             city=test_cities,
             ext=submission_extensions()[:1],
         )
-        delivery.append(f"results/metrics/{experiment}/summary.json")
+        delivery.append(f"results/evaluation/{experiment}/summary.json")
         delivery += [
             f"results/quicklooks/{experiment}/{city}/{scene}.png"
             for city in sorted(SHEET["city"].unique())

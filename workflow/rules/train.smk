@@ -52,14 +52,14 @@ rule train:
 
 # Runs where Snakemake runs (the login node of a cluster), so that training jobs on offline
 # GPU nodes only read the file.
-rule fetch_encoder_weights:
+rule fetch_weights:
     output:
         weights="resources/weights/{library}-{encoder}-imagenet.pth",
         checksum="resources/weights/{library}-{encoder}-imagenet.pth.sha256",
     log:
-        "results/logs/fetch_encoder_weights/{library}-{encoder}.log",
+        "results/logs/fetch_weights/{library}-{encoder}.log",
     benchmark:
-        "results/benchmarks/fetch_encoder_weights/{library}-{encoder}.tsv"
+        "results/benchmarks/fetch_weights/{library}-{encoder}.tsv"
     localrule: True
     conda:
         "../../envs/torch.yaml"

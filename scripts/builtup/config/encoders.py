@@ -19,7 +19,6 @@ def weights_name(library: str, encoder: str) -> str:
     return f"{library}-{encoder}-imagenet.pth"
 
 
-def weights_file(model: dict, folder: str) -> str:
-    """The file in ``folder`` that holds the ImageNet encoder weights of an experiment's
-    ``model`` section."""
-    return f"{folder}/{weights_name(library_of(model['architecture']), model['encoder'])}"
+def weights_file(architecture: str, encoder: str, folder: str) -> str:
+    """The file in ``folder`` that holds the ImageNet weights of a network's encoder."""
+    return f"{folder}/{weights_name(library_of(architecture), encoder)}"

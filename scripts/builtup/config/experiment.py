@@ -1,23 +1,197 @@
-"""Experiments: one YAML file each, validated by the schema, names checked before training.
+"""Experiments: one YAML file each, read once into a typed, frozen :class:`Experiment`.
 
-:func:`read_experiment` is light (YAML and schema only: the workflow calls it
-at parse time); :func:`load_experiment` also checks every name against the
-model, loss, recipe and augmentation libraries.
+:func:`read_experiment` validates the file against the schema (which holds every default)
+and merges the workflow's fallbacks once: an experiment's ``prediction.window`` /
+``prediction.overlap`` and ``delivery.aggregation`` / ``delivery.threshold`` left null take
+the config's ``prediction`` and ``delivery`` sections (the schema's defaults of those
+sections where no config is given). Every stage takes the resulting object; checkpoints
+keep its plain data (:meth:`Experiment.to_dict`). The names an experiment uses (network,
+losses, augmentations) are checked against their libraries by
+:func:`builtup.train.names.check_names`, before any training.
 """
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import yaml
 
-from builtup.config.schema import check_against_schema
+from builtup.config.schema import check_against_schema, section_defaults
 from builtup.core.errors import InputError
 from builtup.core.recipes import get_recipe
 
 
-def read_experiment(path: str | Path) -> dict:
-    """The experiment at ``path`` with defaults filled in; InputError on a schema violation."""
+@dataclass(frozen=True)
+class ModelSettings:
+    """The network: ``architecture`` (lwrefinenet or an smp class), ``encoder`` (a timm or
+    smp name), ``encoder_weights`` (null, imagenet or a file), extra keyword ``options``."""
+
+    architecture: str
+    encoder: str
+    encoder_weights: str | None
+    classes: int
+    options: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class LossTerm:
+    """One weighted term of the loss; ``options`` are the loss's own keyword arguments."""
+
+    name: str
+    weight: float
+    options: Mapping[str, Any]
+
+    @classmethod
+    def from_dict(cls, term: Mapping) -> LossTerm:
+        options = {k: v for k, v in term.items() if k not in ("name", "weight")}
+        return cls(term["name"], term["weight"], options)
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "weight": self.weight, **self.options}
+
+
+@dataclass(frozen=True)
+class OptimizerSettings:
+    name: str
+    lr: float
+    momentum: float
+    nesterov: bool
+    weight_decay: float
+
+
+@dataclass(frozen=True)
+class ScheduleSettings:
+    """The learning-rate schedule; each name reads the fields it needs."""
+
+    name: str
+    power: float
+    restart_every: int
+    restart_factor: float
+    patience: int
+    factor: float
+
+
+@dataclass(frozen=True)
+class SamplerSettings:
+    """Training draws: tiles (or scene windows) with / without built-up pixels, weighted."""
+
+    with_target: float
+    without_target: float
+    samples_per_epoch: int | None
+    source: str
+    window: int
+
+
+@dataclass(frozen=True)
+class LoggingSettings:
+    tensorboard: bool
+    mlflow: bool
+    val_samples: int
+
+
+@dataclass(frozen=True)
+class PredictionSettings:
+    """How a scene is predicted: ``stitch`` blend (windows of ``window`` px overlapping by at
+    least ``overlap``) or crop (the central ``kept`` px of context windows of ``window`` px),
+    ``batch_size`` windows at a time on ``device``, autocast to ``precision`` on CUDA."""
+
+    stitch: str
+    window: int
+    overlap: int
+    kept: int | None
+    precision: str
+    batch_size: int
+    device: str
+
+
+@dataclass(frozen=True)
+class DeliverySettings:
+    """How a city map is made and cut: ``aggregation`` of its acquisitions, ``threshold``
+    (a probability or ``oof``), and the share of acquisitions a ``vote`` needs."""
+
+    aggregation: str
+    threshold: float | str
+    vote_threshold: float
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """One experiment as the workflow runs it: every value set, the config's merged in."""
+
+    name: str
+    path: str
+    description: str
+    model: ModelSettings
+    recipe: str
+    loss: tuple[LossTerm, ...]
+    optimizer: OptimizerSettings
+    schedule: ScheduleSettings
+    epochs: int
+    batch_size: int
+    accumulate: int
+    gradient_clip: float | None
+    precision: str
+    channels_last: bool
+    compile: bool
+    accelerator: str
+    devices: int
+    strategy: str
+    sampler: SamplerSettings
+    augmentation: tuple[Mapping[str, Any], ...]
+    tta: str
+    prediction: PredictionSettings
+    delivery: DeliverySettings
+    logging: LoggingSettings
+    seed: int
+
+    @property
+    def kind(self) -> str:
+        """What the experiment reads: each acquisition (scene) or the city's stack."""
+        return get_recipe(self.recipe).kind
+
+    @property
+    def channels(self) -> int:
+        return get_recipe(self.recipe).channels
+
+    def to_dict(self) -> dict:
+        """Plain data (for checkpoints and logs); :meth:`from_dict` reads it back."""
+        data = dataclasses.asdict(self)
+        data["loss"] = [term.to_dict() for term in self.loss]
+        data["augmentation"] = list(self.augmentation)
+        return data
+
+    def training_settings(self) -> dict:
+        """The plain data that decides the trained weights (not how they are used later)."""
+        data = self.to_dict()
+        for key in ("name", "path", "description", "prediction", "delivery"):
+            data.pop(key)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping) -> Experiment:
+        return cls(
+            **{
+                **data,
+                "model": ModelSettings(**data["model"]),
+                "loss": tuple(LossTerm.from_dict(t) for t in data["loss"]),
+                "optimizer": OptimizerSettings(**data["optimizer"]),
+                "schedule": ScheduleSettings(**data["schedule"]),
+                "sampler": SamplerSettings(**data["sampler"]),
+                "augmentation": tuple(data["augmentation"]),
+                "prediction": PredictionSettings(**data["prediction"]),
+                "delivery": DeliverySettings(**data["delivery"]),
+                "logging": LoggingSettings(**data["logging"]),
+            }
+        )
+
+
+def read_experiment(path: str | Path, config: Mapping | None = None) -> Experiment:
+    """The experiment at ``path``, its null prediction and delivery values taken from
+    ``config`` (the workflow's, or its schema defaults); InputError on a schema violation."""
     path = Path(path)
     if not path.is_file():
         raise InputError(path, "experiment file does not exist")
@@ -25,14 +199,49 @@ def read_experiment(path: str | Path) -> dict:
         spec = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as err:
         raise InputError(path, f"not valid YAML: {err}") from None
+    if not isinstance(spec, dict):
+        raise InputError(path, "an experiment is a mapping of settings")
     check_against_schema(spec, "experiment.schema.yaml", path)
     check_stitching(spec["prediction"], path)
-    spec["name"] = path.stem
-    spec["path"] = str(path)
-    return spec
+    spec["prediction"] = resolved_prediction(spec["prediction"], _section(config, "prediction"))
+    spec["delivery"] = resolved_delivery(spec["delivery"], _section(config, "delivery"))
+    spec["augmentation"] = spec["augmentation"]["train"]
+    return Experiment.from_dict({**spec, "name": path.stem, "path": str(path)})
 
 
-def check_stitching(prediction: dict, path) -> None:
+def _section(config: Mapping | None, key: str) -> Mapping:
+    if config is None:
+        return section_defaults("config.schema.yaml", key)
+    return config[key]
+
+
+def resolved_prediction(own: Mapping, workflow: Mapping) -> dict:
+    """The experiment's stitching, its null window and overlap the workflow's."""
+    return {
+        **own,
+        "window": workflow["window"] if own["window"] is None else own["window"],
+        "overlap": workflow["overlap"] if own["overlap"] is None else own["overlap"],
+        "batch_size": workflow["batch_size"],
+        "device": workflow["device"],
+    }
+
+
+def resolved_delivery(own: Mapping, workflow: Mapping) -> dict:
+    """The experiment's aggregation and threshold, else the workflow's."""
+    return {
+        "aggregation": own["aggregation"] or workflow["aggregation"],
+        "threshold": workflow["threshold"] if own["threshold"] is None else own["threshold"],
+        "vote_threshold": workflow["vote_threshold"],
+    }
+
+
+def workflow_delivery(config: Mapping) -> DeliverySettings:
+    """The delivery of what has no experiment file of its own (an ensemble)."""
+    own = {"aggregation": None, "threshold": None}
+    return DeliverySettings(**resolved_delivery(own, config["delivery"]))
+
+
+def check_stitching(prediction: Mapping, path) -> None:
     """Crop stitching needs a context window and a centre that fits it symmetrically."""
     if prediction["stitch"] != "crop":
         return
@@ -43,39 +252,3 @@ def check_stitching(prediction: dict, path) -> None:
             "prediction: stitch crop needs window (the context, px) and kept (its centre, px), "
             f"kept at most window and window - kept even; got window {window}, kept {kept}",
         )
-
-
-def load_experiment(path: str | Path) -> dict:
-    """:func:`read_experiment`, then every name checked: InputError before any training."""
-    spec = read_experiment(path)
-    try:
-        check_names(spec)
-    except (ValueError, KeyError) as err:
-        raise InputError(path, str(err).strip("'\"")) from None
-    return spec
-
-
-def check_names(spec: dict) -> None:
-    from builtup.train.losses import LOSSES
-    from builtup.train.models import check_model_names
-
-    check_model_names(spec["model"])
-    get_recipe(spec["recipe"])
-    for term in spec["loss"]:
-        if term["name"] not in LOSSES:
-            raise ValueError(f"unknown loss {term['name']!r}")
-    for transform in spec["augmentation"]["train"]:
-        check_transform(transform)
-
-
-def check_transform(transform: dict) -> None:
-    import albumentations as A
-
-    if not hasattr(A, transform["name"]):
-        raise ValueError(f"unknown augmentation {transform['name']!r} (albumentations has none)")
-    for inner in transform.get("transforms", []):
-        check_transform(inner)
-
-
-def input_channels(spec: dict) -> int:
-    return get_recipe(spec["recipe"]).channels

@@ -26,6 +26,14 @@ def _with_defaults(validator_class):
     return jsonschema.validators.extend(validator_class, {"properties": fill})
 
 
+def section_defaults(schema_name: str, key: str) -> dict:
+    """The defaults of a section of a schema (a section left out of the data)."""
+    schema = yaml.safe_load((SCHEMAS / schema_name).read_text())
+    section: dict = {}
+    _with_defaults(jsonschema.Draft202012Validator)(schema["properties"][key]).validate(section)
+    return section
+
+
 def check_against_schema(data: dict, schema_name: str, source: str | Path) -> dict:
     """``data`` with the defaults of ``SCHEMAS/schema_name`` filled in; InputError naming
     ``source`` and the key at fault on the first violation."""

@@ -12,9 +12,9 @@ from rasterio.enums import Resampling
 
 from builtup.core.bands import STACK, STACK_BANDS, raster_kind
 from builtup.core.classes import IGNORE
-from builtup.core.panels import plt, sample_row, save_figure, stretch
 from builtup.core.probability import read_probability
 from builtup.core.recipes import to_db
+from builtup.figures.panels import plt, sample_row, save_figure, stretch
 
 
 def plot_quicklook(

@@ -8,8 +8,8 @@ import logging
 import lightning as L
 from torch.utils.data import DataLoader, Sampler
 
+from builtup.config.experiment import Experiment
 from builtup.core.errors import InputError
-from builtup.core.recipes import get_recipe
 from builtup.train.augment import build_augmentation
 from builtup.train.data import (
     TargetWeightedSampler,
@@ -41,24 +41,32 @@ class ShardSampler(Sampler[int]):
 class TrainingData(L.LightningDataModule):
     """The fold's training tiles (weighted sampler, augmented) and validation tiles (whole)."""
 
-    def __init__(self, spec: dict, fold_summary: dict, fold_tiles_tsv, stacks: dict, workers: int):
+    def __init__(
+        self,
+        experiment: Experiment,
+        fold_summary: dict,
+        fold_tiles_tsv,
+        stacks: dict,
+        workers: int,
+    ):
         super().__init__()
-        self.spec, self.workers = spec, workers
-        norm = fold_summary["normalisation"].get(spec["recipe"])
+        self.experiment, self.workers = experiment, workers
+        recipe, sampler = experiment.recipe, experiment.sampler
+        norm = fold_summary["normalisation"].get(recipe)
         if norm is None:
-            raise InputError(fold_tiles_tsv, f"fold has no statistics for recipe {spec['recipe']}")
-        kind = get_recipe(spec["recipe"]).kind
+            raise InputError(fold_tiles_tsv, f"fold has no statistics for recipe {recipe}")
+        kind = experiment.kind
         train_rows = fold_tiles(fold_tiles_tsv, "train", kind)
         if train_rows.empty:
             raise InputError(
                 fold_tiles_tsv, f"no usable training tile of a {kind} (all skipped or none)"
             )
-        augmentation = build_augmentation(spec["augmentation"]["train"])
-        common = (spec["recipe"], norm["mean"], norm["std"])
-        if spec["sampler"]["source"] == "scenes":
+        augmentation = build_augmentation(experiment.augmentation)
+        common = (recipe, norm["mean"], norm["std"])
+        if sampler.source == "scenes":
             self.train_set = SceneWindowDataset(
                 stacks_of(train_rows, stacks),
-                spec["sampler"]["window"],
+                sampler.window,
                 *common,
                 augmentation=augmentation,
             )
@@ -68,7 +76,7 @@ class TrainingData(L.LightningDataModule):
 
     def epoch_length(self) -> int:
         """Draws per epoch: the experiment's, or one pass over the tiles (or scenes)."""
-        return self.spec["sampler"]["samples_per_epoch"] or getattr(
+        return self.experiment.sampler.samples_per_epoch or getattr(
             self.train_set, "epoch_length", len(self.train_set)
         )
 
@@ -85,17 +93,17 @@ class TrainingData(L.LightningDataModule):
         )
 
     def train_dataloader(self):
-        sampler_spec = self.spec["sampler"]
+        experiment = self.experiment
         rank, world_size = self.trainer.global_rank, self.trainer.world_size
         sampler = TargetWeightedSampler(
             self.train_set.has_target,
-            sampler_spec["with_target"],
-            sampler_spec["without_target"],
+            experiment.sampler.with_target,
+            experiment.sampler.without_target,
             self.epoch_length(),
-            seed=self.spec["seed"],
+            seed=experiment.seed,
             rank=rank,
             world_size=world_size,
-            batch_size=self.spec["batch_size"],
+            batch_size=experiment.batch_size,
         )
         log.info(
             "process %d of %d: %d of %d draws per epoch",
@@ -106,13 +114,13 @@ class TrainingData(L.LightningDataModule):
         )
         self.train_set.rank = rank
         if self.train_set.augmentation is not None and self.workers == 0:
-            seed = augmentation_seed(self.spec["seed"], rank)
+            seed = augmentation_seed(experiment.seed, rank)
             self.train_set.augmentation.set_random_seed(seed)
             log.info("augmentation seed %d (process %d)", seed, rank + 1)
-        return self._loader(self.train_set, sampler, self.spec["batch_size"])
+        return self._loader(self.train_set, sampler, experiment.batch_size)
 
     def val_dataloader(self):
         if len(self.val_set) == 0:
             return []
         sampler = ShardSampler(len(self.val_set), self.trainer.global_rank, self.trainer.world_size)
-        return self._loader(self.val_set, sampler, self.spec["batch_size"])
+        return self._loader(self.val_set, sampler, self.experiment.batch_size)

@@ -9,8 +9,8 @@ import pandas as pd
 import torch
 
 from builtup.core.classes import IGNORE
-from builtup.core.panels import plt, sample_row, save_figure, stretch
 from builtup.core.scores import scores
+from builtup.figures.panels import plt, sample_row, save_figure, stretch
 from builtup.train.metrics import confusion_matrix
 
 

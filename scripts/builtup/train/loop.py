@@ -16,10 +16,10 @@ import pandas as pd
 import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 
+from builtup.config.experiment import Experiment
 from builtup.core.bands import kind_of
 from builtup.core.errors import InputError
 from builtup.core.rasters import atomic_path
-from builtup.core.recipes import get_recipe
 from builtup.prepare.tile_stats import read_statistics
 from builtup.train.datamodule import TrainingData
 from builtup.train.figures import plot_curves, plot_val_samples
@@ -80,16 +80,16 @@ class EpochTable(Callback):
         self.rows = state["rows"]
 
 
-def data_identity(spec: dict, fold_summary: dict, fold_tiles_tsv) -> dict:
+def data_identity(experiment: Experiment, fold_summary: dict, fold_tiles_tsv) -> dict:
     """What a run is trained on: the fold's normalisation of the experiment's recipe and the
     digest of the rows of its tile table that it reads, those of its input kind (per-tile
     windows, band statistics and roles, so any change of a training scene, its labels or the
     tiling shows, and a change of the other kind's rasters does not)."""
-    kind = get_recipe(spec["recipe"]).kind
+    kind = experiment.kind
     table = read_statistics(fold_tiles_tsv)
     rows = table[table["scene"].astype(str).map(kind_of) == kind]
     return {
-        "normalisation": fold_summary["normalisation"].get(spec["recipe"]),
+        "normalisation": fold_summary["normalisation"].get(experiment.recipe),
         "tiles_sha256": hashlib.sha256(rows.to_csv(sep="\t", index=False).encode()).hexdigest(),
     }
 
@@ -104,7 +104,7 @@ def deterministic_setting(accelerator: str) -> bool:
 
 
 def train(
-    spec: dict,
+    experiment: Experiment,
     fold_summary_path,
     fold_tiles_tsv,
     tile_stacks,
@@ -128,29 +128,29 @@ def train(
     starts from (the fetched ImageNet weights), the experiment left as it is written."""
     out_dir = Path(out_dir)
     summary = json.loads(Path(fold_summary_path).read_text())
-    L.seed_everything(spec["seed"], workers=True, verbose=False)
-    data = TrainingData(spec, summary, fold_tiles_tsv, tile_stacks, workers)
-    identity = data_identity(spec, summary, fold_tiles_tsv)
+    L.seed_everything(experiment.seed, workers=True, verbose=False)
+    data = TrainingData(experiment, summary, fold_tiles_tsv, tile_stacks, workers)
+    identity = data_identity(experiment, summary, fold_tiles_tsv)
     has_val = len(data.val_set) > 0
     # the latest epoch, kept so that last.ckpt (the resume point) is written every epoch
     saver = ModelCheckpoint(
         dirpath=out_dir / "checkpoints", filename="latest", save_top_k=1, save_last=True
     )
-    accelerator = accelerator or spec["accelerator"]
+    accelerator = accelerator or experiment.accelerator
     trainer = _trainer(
-        spec,
+        experiment,
         out_dir,
         [saver, EpochTable(out_dir / "metrics.csv")],
-        _loggers(spec, out_dir, mlruns),
+        _loggers(experiment, out_dir, mlruns),
         has_val,
         accelerator=accelerator,
-        devices=devices or spec["devices"],
-        strategy=strategy or spec["strategy"],
-        max_epochs=max_epochs or spec["epochs"],
+        devices=devices or experiment.devices,
+        strategy=strategy or experiment.strategy,
+        max_epochs=max_epochs or experiment.epochs,
     )
-    resume = _resume_point(out_dir / "checkpoints" / "last.ckpt", spec, identity)
+    resume = _resume_point(out_dir / "checkpoints" / "last.ckpt", experiment, identity)
     trainer.fit(
-        SegmentationTask(spec, identity, weights_file=weights_file),
+        SegmentationTask(experiment, identity, weights_file=weights_file),
         datamodule=data,
         ckpt_path=resume,
         weights_only=True,
@@ -158,7 +158,7 @@ def train(
     if not trainer.is_global_zero:
         return {}
     last = out_dir / "checkpoints" / "last.ckpt"
-    _deliver(last, out_dir, data.val_set if has_val else data.train_set, spec)
+    _deliver(last, out_dir, data.val_set if has_val else data.train_set, experiment)
     held_out = float(trainer.callback_metrics.get("val/iou_1", float("nan")))
     log.info("model: the last epoch's (held-out city's val/iou_1 %.4f, reported only)", held_out)
     return {"model": str(last), "held_out_iou_1": held_out}
@@ -186,16 +186,16 @@ def launch_environment(devices, env=os.environ) -> list:
     return []
 
 
-def _trainer(spec: dict, out_dir: Path, callbacks, loggers, has_val: bool, **placement):
+def _trainer(experiment: Experiment, out_dir: Path, callbacks, loggers, has_val: bool, **placement):
     """The Lightning trainer of an experiment; ``placement``: accelerator, devices, strategy
     and max_epochs (the experiment's unless overridden)."""
     return L.Trainer(
         default_root_dir=out_dir,
         **placement,
         plugins=launch_environment(placement["devices"]) or None,
-        precision=spec["precision"],
-        accumulate_grad_batches=spec["accumulate"],
-        gradient_clip_val=spec["gradient_clip"],
+        precision=experiment.precision,
+        accumulate_grad_batches=experiment.accumulate,
+        gradient_clip_val=experiment.gradient_clip,
         callbacks=callbacks,
         logger=loggers,
         deterministic=deterministic_setting(placement["accelerator"]),
@@ -208,26 +208,26 @@ def _trainer(spec: dict, out_dir: Path, callbacks, loggers, has_val: bool, **pla
     )
 
 
-def _resume_point(last: Path, spec: dict, identity: dict) -> str | None:
+def _resume_point(last: Path, experiment: Experiment, identity: dict) -> str | None:
     if last.exists():
-        _discard_if_foreign(last, spec, identity)
+        _discard_if_foreign(last, experiment, identity)
     if not last.exists():
         return None
     log.info("resuming from %s", last)
     return str(last)
 
 
-def _deliver(last: Path, out_dir: Path, samples, spec: dict) -> None:
+def _deliver(last: Path, out_dir: Path, samples, experiment: Experiment) -> None:
     """model.ckpt (a copy of the last checkpoint), the curves and the validation samples."""
     with atomic_path(out_dir / "model.ckpt") as tmp:
         shutil.copyfile(last, tmp)
     plot_curves(out_dir / "metrics.csv", out_dir / "curves.png")
     plot_val_samples(
-        load_task(last), samples, out_dir / "samples.png", spec["logging"]["val_samples"]
+        load_task(last), samples, out_dir / "samples.png", experiment.logging.val_samples
     )
 
 
-def _discard_if_foreign(last: Path, spec: dict, identity: dict) -> None:
+def _discard_if_foreign(last: Path, experiment: Experiment, identity: dict) -> None:
     """Remove the checkpoints of a run that another experiment or other data started: a run
     resumes only with the experiment, the fold normalisation and the tile table it began with."""
     try:
@@ -235,7 +235,7 @@ def _discard_if_foreign(last: Path, spec: dict, identity: dict) -> None:
     except InputError as err:
         reason = f"cannot be resumed ({err.fault})"
     else:
-        if _comparable(trained.get("spec", {})) != _comparable(spec):
+        if not _same_training(trained.get("experiment"), experiment):
             reason = "was trained with other settings"
         elif trained.get("data") != identity:
             reason = "was trained on other data (fold normalisation or tile table changed)"
@@ -245,18 +245,22 @@ def _discard_if_foreign(last: Path, spec: dict, identity: dict) -> None:
     shutil.rmtree(last.parent)
 
 
-def _comparable(spec: dict) -> dict:
-    """The settings that define a training run (not where its file lies)."""
-    return {k: v for k, v in spec.items() if k != "path"}
+def _same_training(trained: dict | None, experiment: Experiment) -> bool:
+    """Whether a checkpoint's experiment trains as this one does (whatever its name, its
+    file's place or how its models are used later)."""
+    try:
+        return Experiment.from_dict(trained).training_settings() == experiment.training_settings()
+    except (TypeError, KeyError):
+        return False
 
 
-def _loggers(spec: dict, out_dir: Path, mlruns):
+def _loggers(experiment: Experiment, out_dir: Path, mlruns):
     loggers = []
-    if spec["logging"]["tensorboard"]:
+    if experiment.logging.tensorboard:
         from lightning.pytorch.loggers import TensorBoardLogger
 
         loggers.append(TensorBoardLogger(out_dir, name="tensorboard"))
-    if spec["logging"]["mlflow"]:
+    if experiment.logging.mlflow:
         try:
             import mlflow  # noqa: F401
             from lightning.pytorch.loggers import MLFlowLogger
@@ -272,17 +276,17 @@ def _loggers(spec: dict, out_dir: Path, mlruns):
         logger = MLFlowLogger(
             experiment_name="Trainings",
             tracking_uri=f"file:{Path(mlruns).resolve()}",
-            run_name=f"{spec['name']}/{out_dir.name}",
+            run_name=f"{experiment.name}/{out_dir.name}",
         )
-        logger.log_hyperparams(_flat(spec))
-        logger.experiment.log_artifact(logger.run_id, spec["path"])
+        logger.log_hyperparams(_flat(experiment.to_dict()))
+        logger.experiment.log_artifact(logger.run_id, experiment.path)
         loggers.append(logger)
     return loggers or False
 
 
-def _flat(spec: dict, prefix: str = "") -> dict:
+def _flat(settings: dict, prefix: str = "") -> dict:
     flat = {}
-    for key, value in spec.items():
+    for key, value in settings.items():
         if isinstance(value, dict):
             flat.update(_flat(value, f"{prefix}{key}."))
         else:

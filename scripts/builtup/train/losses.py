@@ -7,6 +7,7 @@ then averaged, no smoothing) is what the seed's experiments were tuned with.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import partial
 
 import segmentation_models_pytorch as smp
@@ -14,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from builtup.config.experiment import LossTerm
 from builtup.core.classes import IGNORE
 
 
@@ -69,11 +71,11 @@ LOSSES = {
 
 
 class WeightedSum(nn.Module):
-    """sum of weight_i * loss_i; ``terms`` are dicts of ``name``, ``weight`` and loss options."""
+    """sum of weight_i * loss_i over an experiment's loss terms."""
 
-    def __init__(self, terms: list[dict]):
+    def __init__(self, terms: Sequence[LossTerm]):
         super().__init__()
-        self.weights = [float(t.get("weight", 1.0)) for t in terms]
+        self.weights = [float(t.weight) for t in terms]
         self.losses = nn.ModuleList(build_term(t) for t in terms)
 
     def forward(self, logits, target):
@@ -82,10 +84,9 @@ class WeightedSum(nn.Module):
         )
 
 
-def build_term(term: dict) -> nn.Module:
-    options = {k: v for k, v in term.items() if k not in ("name", "weight")}
+def build_term(term: LossTerm) -> nn.Module:
     try:
-        cls = LOSSES[term["name"]]
+        cls = LOSSES[term.name]
     except KeyError:
-        raise ValueError(f"unknown loss {term['name']!r}; known: {', '.join(LOSSES)}") from None
-    return cls(**options)
+        raise ValueError(f"unknown loss {term.name!r}; known: {', '.join(LOSSES)}") from None
+    return cls(**term.options)

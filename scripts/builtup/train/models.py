@@ -20,6 +20,7 @@ from timm.models import adapt_input_conv
 from torch import nn
 
 from builtup.config.encoders import LWREFINENET
+from builtup.config.experiment import ModelSettings
 from builtup.core.checksums import verified
 from builtup.core.errors import InputError
 
@@ -108,16 +109,17 @@ class LWRefineNet(nn.Module):
         return F.interpolate(self.head(y), size=x.shape[-2:], mode="bilinear", align_corners=False)
 
 
-def build_model(spec: dict, in_channels: int, weights_file: str | Path | None = None) -> nn.Module:
+def build_model(
+    model_settings: ModelSettings, in_channels: int, weights_file: str | Path | None
+) -> nn.Module:
     """The model of an experiment's ``model`` section for ``in_channels`` input channels.
 
     ``weights_file``: the file the encoder starts from, whatever ``encoder_weights`` names
     (the training job's copy of the ImageNet weights); without it, ``imagenet`` downloads
     through the library and a path is read as it stands."""
-    arch, encoder = spec["architecture"], spec["encoder"]
-    weights = spec.get("encoder_weights")
-    classes = spec.get("classes", 2)
-    options = spec.get("options", {})
+    arch, encoder = model_settings.architecture, model_settings.encoder
+    weights, classes = model_settings.encoder_weights, model_settings.classes
+    options = model_settings.options
     if weights and weights_file is not None:
         weights = str(weights_file)
     imagenet = weights == "imagenet"
@@ -140,9 +142,9 @@ def build_model(spec: dict, in_channels: int, weights_file: str | Path | None = 
     return model
 
 
-def check_model_names(spec: dict) -> None:
+def check_model_names(model_settings: ModelSettings) -> None:
     """Fail early, without building anything, on an unknown architecture or encoder name."""
-    arch, encoder = spec["architecture"], spec["encoder"]
+    arch, encoder = model_settings.architecture, model_settings.encoder
     if arch.lower() == LWREFINENET:
         if encoder not in timm.list_models():
             raise ValueError(f"unknown timm encoder {encoder!r} for LW-RefineNet")

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import torch
 
+from builtup.config.experiment import OptimizerSettings, ScheduleSettings
 
-def build_optimizer(parameters, spec: dict) -> torch.optim.Optimizer:
-    name, lr, decay = spec["name"], spec["lr"], spec["weight_decay"]
+
+def build_optimizer(parameters, settings: OptimizerSettings) -> torch.optim.Optimizer:
+    name, lr, decay = settings.name, settings.lr, settings.weight_decay
     if name == "sgd":
         return torch.optim.SGD(
             parameters,
             lr=lr,
-            momentum=spec["momentum"],
-            nesterov=spec["nesterov"],
+            momentum=settings.momentum,
+            nesterov=settings.nesterov,
             weight_decay=decay,
         )
     if name == "adam":
@@ -29,35 +31,35 @@ def poly_factor(step: int, total: int, power: float) -> float:
 
 def build_scheduler(
     optimizer,
-    spec: dict,
+    schedule: ScheduleSettings,
     total_steps: int,
     steps_per_epoch: int,
     monitor: tuple[str, str],
 ) -> dict | None:
     """A Lightning lr-scheduler config; poly/cosine step every optimiser step, plateau every
     epoch on ``monitor`` (metric name, "max" or "min")."""
-    name = spec["name"]
+    name = schedule.name
     if name == "constant":
         return None
     if name == "plateau":
         metric, mode = monitor
         scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-            optimizer, mode=mode, factor=spec["factor"], patience=spec["patience"]
+            optimizer, mode=mode, factor=schedule.factor, patience=schedule.patience
         )
         return {"scheduler": scheduler, "interval": "epoch", "monitor": metric}
     if name == "cosine":
         scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(total_steps, 1))
     elif name == "poly":
         scheduler = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda step: poly_factor(step, total_steps, spec["power"])
+            optimizer, lambda step: poly_factor(step, total_steps, schedule.power)
         )
     elif name == "poly_restart":
-        period = max(spec.get("restart_every", 10) * steps_per_epoch, 1)
-        decay = spec.get("restart_factor", 1.0)
+        period = max(schedule.restart_every * steps_per_epoch, 1)
+        decay = schedule.restart_factor
         scheduler = torch.optim.lr_scheduler.LambdaLR(
             optimizer,
             lambda step: (
-                decay ** (step // period) * poly_factor(step % period, period, spec["power"])
+                decay ** (step // period) * poly_factor(step % period, period, schedule.power)
             ),
         )
     else:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import pickle
 from pathlib import Path
@@ -10,8 +11,8 @@ import lightning as L
 import numpy as np
 import torch
 
+from builtup.config.experiment import Experiment
 from builtup.core.errors import InputError
-from builtup.core.recipes import get_recipe
 from builtup.core.scores import scores
 from builtup.train.losses import WeightedSum
 from builtup.train.metrics import confusion_matrix
@@ -37,29 +38,30 @@ class SegmentationTask(L.LightningModule):
 
     def __init__(
         self,
-        spec: dict,
+        experiment: Experiment,
         data: dict | None = None,
         initial_weights: bool = True,
         weights_file: str | Path | None = None,
     ):
         super().__init__()
-        self.save_hyperparameters({"spec": spec, "data": data})
-        self.spec, self.data = spec, data
-        model_spec = (
-            spec["model"] if initial_weights else {**spec["model"], "encoder_weights": None}
+        self.save_hyperparameters({"experiment": experiment.to_dict(), "data": data})
+        self.experiment, self.data = experiment, data
+        model = experiment.model
+        if not initial_weights:
+            model = dataclasses.replace(model, encoder_weights=None)
+        self.model = build_model(
+            model, experiment.channels, weights_file if initial_weights else None
         )
-        channels = get_recipe(spec["recipe"]).channels
-        self.model = build_model(model_spec, channels, weights_file if initial_weights else None)
-        if spec["channels_last"]:
+        if experiment.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
-        self.forward_model = torch.compile(self.model) if spec["compile"] else self.model
-        self.loss = WeightedSum(spec["loss"])
+        self.forward_model = torch.compile(self.model) if experiment.compile else self.model
+        self.loss = WeightedSum(experiment.loss)
         self.val_matrix = torch.zeros(2, 2, dtype=torch.long)
 
     def forward(self, x):
         """Logits of a channels-last batch (N, H, W, C) from the loaders."""
         x = x.permute(0, 3, 1, 2)  # (N, C, H, W) with channels-last strides, no copy
-        if not self.spec["channels_last"]:
+        if not self.experiment.channels_last:
             x = x.contiguous()
         return self.forward_model(x)
 
@@ -101,13 +103,13 @@ class SegmentationTask(L.LightningModule):
             self.log(f"val/{key}", float(np.nan_to_num(value)), sync_dist=False)
 
     def configure_optimizers(self):
-        optimizer = build_optimizer(self.parameters(), self.spec["optimizer"])
+        optimizer = build_optimizer(self.parameters(), self.experiment.optimizer)
         # optimiser steps as Lightning counts them (a partial accumulation is a step);
         # num_training_batches is not known yet here, estimated_stepping_batches is
         total_steps = int(self.trainer.estimated_stepping_batches)
         steps_per_epoch = max(total_steps // max(self.trainer.max_epochs, 1), 1)
         scheduler = build_scheduler(
-            optimizer, self.spec["schedule"], total_steps, steps_per_epoch, PLATEAU_MONITOR
+            optimizer, self.experiment.schedule, total_steps, steps_per_epoch, PLATEAU_MONITOR
         )
         return (
             optimizer if scheduler is None else {"optimizer": optimizer, "lr_scheduler": scheduler}
@@ -136,9 +138,13 @@ def load_task(path) -> SegmentationTask:
     """The trained task of a checkpoint, built without initial encoder weights."""
     state = read_checkpoint(path)
     settings = state.get("hyper_parameters", {})
-    if "spec" not in settings or "state_dict" not in state:
+    if "experiment" not in settings or "state_dict" not in state:
         raise InputError(path, "not a checkpoint of this workflow (no experiment settings)")
-    task = SegmentationTask(settings["spec"], settings.get("data"), initial_weights=False)
+    try:
+        experiment = Experiment.from_dict(settings["experiment"])
+    except (TypeError, KeyError) as err:
+        raise InputError(path, f"holds experiment settings of another version: {err}") from None
+    task = SegmentationTask(experiment, settings.get("data"), initial_weights=False)
     try:
         task.load_state_dict(state["state_dict"])
     except RuntimeError as err:

@@ -48,7 +48,7 @@ def pretrained_encoder(library: str, encoder: str) -> torch.nn.Module:
     return LWRefineNet.pretrained_encoder(encoder)
 
 
-def fetch_imagenet(library: str, encoder: str, out_path: str | Path) -> dict:
+def fetch_weights(library: str, encoder: str, out_path: str | Path) -> dict:
     """Download the encoder's ImageNet weights and write them with their sha256; without a
     network, one line naming the file to place and where it comes from."""
     out_path = Path(out_path)

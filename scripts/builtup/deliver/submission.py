@@ -101,7 +101,7 @@ def write_polygons(polygons: list, crs, out_path: str | Path) -> None:
     log.info("%s: %d polygons", out_path, len(parts))
 
 
-def deliver_polygons(city_path, threshold_path, out_path, min_area=0.0, simplify=0.0) -> int:
+def write_submission(city_path, threshold_path, out_path, min_area=0.0, simplify=0.0) -> int:
     """The submission file of one city at the experiment's chosen threshold."""
     threshold = json.loads(Path(threshold_path).read_text())["threshold"]
     polygons, crs = builtup_polygons(city_path, threshold, min_area, simplify)

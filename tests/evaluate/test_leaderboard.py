@@ -3,8 +3,8 @@ import json
 import pandas as pd
 import yaml
 
-from builtup.config.experiment import read_experiment
-from builtup.deliver.leaderboard import ensemble_settings, experiment_settings, write_leaderboard
+from builtup.config.experiment import read_experiment, workflow_delivery
+from builtup.evaluate.leaderboard import ensemble_settings, experiment_settings, write_leaderboard
 
 from conftest import REPO
 
@@ -81,7 +81,7 @@ def test_models_and_baselines_in_one_table_best_test_first(tmp_path):
 def test_settings_that_tell_the_experiments_apart():
     config = yaml.safe_load((REPO / "config/config.yaml").read_text())
     second = experiment_settings(
-        read_experiment(REPO / "config/experiments/unet_vgg11_2nd_place.yaml"), config, "scene"
+        read_experiment(REPO / "config/experiments/unet_vgg11_2nd_place.yaml", config)
     )
     assert second == {
         "input": "scene",
@@ -93,15 +93,15 @@ def test_settings_that_tell_the_experiments_apart():
         "aggregation": "logit",
     }
     unet = experiment_settings(
-        read_experiment(REPO / "config/experiments/unet_resnet50.yaml"), config, "scene"
+        read_experiment(REPO / "config/experiments/unet_resnet50.yaml", config)
     )
     assert unet["sampling"] == "tiles, weights 0.3/0.7"
     assert unet["stitching"] == "blend 512/128" and unet["aggregation"] == "mean"
     assert unet["tta"] == "rot90_without_identity"
     temporal = experiment_settings(
-        read_experiment(REPO / "config/experiments/temporal_demo.yaml"), config, "stack"
+        read_experiment(REPO / "config/experiments/temporal_demo.yaml", config)
     )
     assert temporal["aggregation"] == "one stack per city"
-    pair = ensemble_settings({"second": second, "unet": unet}, config)
+    pair = ensemble_settings({"second": second, "unet": unet}, workflow_delivery(config))
     assert pair["architecture"] == "mean of second + unet"
     assert pair["recipe"] == "vvvh_clip2 + linear3" and pair["aggregation"] == "mean"

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from affine import Affine
 
-from builtup.deliver.baseline import (
+from builtup.evaluate.baseline import (
     backscatter_histograms,
     city_mean_db_histograms,
     write_baselines,
@@ -96,8 +96,8 @@ def test_acquisitions_on_another_grid_are_warped_onto_the_reference(tmp_path, rn
 
 def test_each_training_city_is_scored_with_the_rule_of_the_others(tmp_path, rng):
     """Two training cities whose best thresholds differ: each is scored with the other's."""
-    from builtup.deliver.baseline import best_backscatter_threshold, multi_temporal_baseline
     from builtup.deliver.threshold import confusion_at
+    from builtup.evaluate.baseline import best_backscatter_threshold, multi_temporal_baseline
 
     bright = city(tmp_path, "bright", rng, speckle=0.3)
     dim_images = []

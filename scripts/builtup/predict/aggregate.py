@@ -32,7 +32,7 @@ METHODS = ("mean", "logit", "vote")
 
 
 def aggregate_city(
-    prob_paths: list[str | Path], out_path: str | Path, method: str = "mean", threshold: float = 0.5
+    prob_paths: list[str | Path], out_path: str | Path, method: str, threshold: float
 ) -> dict:
     """Per pixel, over the acquisitions that have data there: the mean probability, the
     probability of the mean logit (so that probability 0.5 is logit 0; exact from logit
@@ -79,3 +79,8 @@ def _combine(reads: list[tuple[np.ndarray, np.ndarray]], method: str, threshold:
 
 def _mean(values: np.ndarray, valid: np.ndarray, count: np.ndarray) -> np.ndarray:
     return np.where(valid, values, 0).sum(axis=0) / np.maximum(count, 1)
+
+
+def ensemble_scene(member_paths: list[str | Path], out_path: str | Path) -> dict:
+    """The pixel mean of the members' predictions of one scene (all on the scene's grid)."""
+    return aggregate_city(member_paths, out_path, "mean", threshold=0.5)

@@ -12,11 +12,15 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from builtup.core.bands import SCENE, STACK
 from builtup.core.rasters import atomic_path
+
+if TYPE_CHECKING:  # the leaderboard job's env has no jsonschema: types only
+    from builtup.config.experiment import DeliverySettings, Experiment
 
 log = logging.getLogger(__name__)
 
@@ -34,48 +38,41 @@ COLUMNS = [
 ]
 
 
-def experiment_settings(spec: dict, config: dict, kind: str) -> dict:
-    """What distinguishes an experiment in the table: ``kind`` (scene or stack) read, network,
-    recipe, training samples, window stitching, TTA and city aggregation (the experiment's own
-    prediction and delivery settings, else the workflow's ``config``)."""
-    model, sampler, stitch = spec["model"], spec["sampler"], spec["prediction"]
-    weights = model["encoder_weights"]
+def experiment_settings(experiment: Experiment) -> dict:
+    """What distinguishes an experiment in the table: the input it reads (scene or stack),
+    network, recipe, training samples, window stitching, TTA and city aggregation."""
+    model, sampler, stitch = experiment.model, experiment.sampler, experiment.prediction
+    weights = model.encoder_weights
     init = {None: "random", "imagenet": "ImageNet"}.get(weights, "weights file")
-    weighting = f"weights {sampler['with_target']:g}/{sampler['without_target']:g}"
-    window = stitch["window"] or config["prediction"]["window"]
-    if stitch["stitch"] == "crop":
-        stitching = f"crop {stitch['kept']} of {window}"
+    weighting = f"weights {sampler.with_target:g}/{sampler.without_target:g}"
+    if stitch.stitch == "crop":
+        stitching = f"crop {stitch.kept} of {stitch.window}"
     else:
-        overlap = (
-            config["prediction"]["overlap"] if stitch["overlap"] is None else stitch["overlap"]
-        )
-        stitching = f"blend {window}/{overlap}"
+        stitching = f"blend {stitch.window}/{stitch.overlap}"
     return {
-        "input": kind,
-        "architecture": f"{model['architecture']} {model['encoder']} ({init})",
-        "recipe": spec["recipe"],
+        "input": experiment.kind,
+        "architecture": f"{model.architecture} {model.encoder} ({init})",
+        "recipe": experiment.recipe,
         "sampling": (
-            f"scene windows {sampler['window']} px, {weighting}"
-            if sampler["source"] == "scenes"
+            f"scene windows {sampler.window} px, {weighting}"
+            if sampler.source == "scenes"
             else f"tiles, {weighting}"
         ),
         "stitching": stitching,
-        "tta": spec["tta"],
+        "tta": experiment.tta,
         "aggregation": (
-            "one stack per city"
-            if kind == STACK
-            else spec["delivery"]["aggregation"] or config["delivery"]["aggregation"]
+            "one stack per city" if experiment.kind == STACK else experiment.delivery.aggregation
         ),
     }
 
 
-def ensemble_settings(members: dict[str, dict], config: dict) -> dict:
+def ensemble_settings(members: dict[str, dict], delivery: DeliverySettings) -> dict:
     """An ensemble's settings: its members' (joined), averaged scene by scene."""
     joined = {key: " + ".join(dict.fromkeys(m[key] for m in members.values())) for key in SETTINGS}
     return {
         **joined,
         "architecture": "mean of " + " + ".join(members),
-        "aggregation": config["delivery"]["aggregation"],
+        "aggregation": delivery.aggregation,
     }
 
 

@@ -15,6 +15,7 @@ Output: a probability raster (:mod:`builtup.core.probability`).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from concurrent.futures import ThreadPoolExecutor
@@ -26,11 +27,10 @@ import rasterio
 import torch
 import ttach
 
-from builtup.config.experiment import load_experiment
+from builtup.config.experiment import Experiment, PredictionSettings
 from builtup.core.bands import raster_kind
 from builtup.core.errors import InputError
 from builtup.core.probability import (
-    ENCODINGS,
     LOGIT_LIMIT,
     PROBABILITY,
     Encoding,
@@ -73,19 +73,21 @@ class FoldModel:
     std: np.ndarray
 
 
-def load_fold_model(checkpoint: str | Path, summary: dict, spec: dict, device) -> FoldModel:
+def load_fold_model(
+    checkpoint: str | Path, summary: dict, experiment: Experiment, device
+) -> FoldModel:
     """The model of a checkpoint, checked against the experiment and the fold normalisation
     it is meant to be used with."""
     task = load_task(checkpoint)
-    trained = task.spec
     for key in ("model", "recipe"):
-        if trained[key] != spec[key]:
+        trained, configured = getattr(task.experiment, key), getattr(experiment, key)
+        if trained != configured:
             raise InputError(
                 checkpoint,
                 f"checkpoint does not match the experiment: {key} "
-                f"{trained[key]} was trained, {spec[key]} is configured",
+                f"{_plain(trained)} was trained, {_plain(configured)} is configured",
             )
-    norm = summary["normalisation"][spec["recipe"]]
+    norm = summary["normalisation"][experiment.recipe]
     trained_norm = (task.data or {}).get("normalisation")
     if trained_norm is not None and trained_norm != norm:
         raise InputError(
@@ -98,6 +100,10 @@ def load_fold_model(checkpoint: str | Path, summary: dict, spec: dict, device) -
         np.asarray(norm["mean"], np.float32)[:, None, None],
         np.asarray(norm["std"], np.float32)[:, None, None],
     )
+
+
+def _plain(value):
+    return dataclasses.asdict(value) if dataclasses.is_dataclass(value) else value
 
 
 def pad_to_stride(batch: torch.Tensor, stride: int = STRIDE) -> torch.Tensor:
@@ -113,8 +119,8 @@ def pad_to_stride(batch: torch.Tensor, stride: int = STRIDE) -> torch.Tensor:
 class ScenePredictor:
     """Logits averaged over TTA passes and fold models; probability of the built-up class.
 
-    ``stitch="blend"``: windows of ``window`` px overlapping by at least ``overlap`` px,
-    blended. ``stitch="crop"``: context windows of ``window`` px of which the central
+    ``prediction.stitch`` blend: windows of ``window`` px overlapping by at least
+    ``overlap`` px, blended; crop: context windows of ``window`` px of which the central
     ``kept`` px are kept.
 
     The CPU reads a strip of windows (GDAL) and applies the recipe to it on a reader
@@ -128,21 +134,17 @@ class ScenePredictor:
         self,
         models: list[FoldModel],
         recipe: str,
-        tta: str = "none",
-        window: int = 512,
-        overlap: int = 128,
-        batch_size: int = 8,
-        device="cpu",
-        stitch: str = "blend",
-        kept: int | None = None,
-        precision: str = "auto",
-        encoding: Encoding = PROBABILITY,
+        tta: str,
+        prediction: PredictionSettings,
+        device: str,
+        encoding: Encoding,
     ):
         self.recipe = get_recipe(recipe)
         self.encoding = encoding
-        self.overlap, self.batch_size = overlap, batch_size
+        stitch, window, kept = prediction.stitch, prediction.window, prediction.kept
+        self.overlap, self.batch_size = prediction.overlap, prediction.batch_size
         self.device = torch.device(device)
-        self.autocast = autocast_dtype(self.device, precision)
+        self.autocast = autocast_dtype(self.device, prediction.precision)
         self.networks = [m.network for m in models]
         # (x - mean) / std as one fused x * scale + shift per fold model
         self.norms = [
@@ -163,7 +165,7 @@ class ScenePredictor:
             weights = np.ones((kept, kept), np.float32)
         elif stitch == "blend":
             self.kept, self.margin = window, 0
-            weights = blend_weights(window, overlap)
+            weights = blend_weights(window, self.overlap)
         else:
             raise ValueError(f"stitch must be 'blend' or 'crop', not {stitch!r}")
         self.weights = torch.from_numpy(weights).to(self.device)
@@ -394,41 +396,24 @@ def autocast_dtype(device: torch.device, precision: str) -> torch.dtype | None:
     return AUTOCAST_DTYPES[precision]
 
 
-def predict_with_folds(
+def predict_scene(
     raster,
-    experiment_path,
+    experiment: Experiment,
+    prediction: PredictionSettings,
     checkpoints,
     summaries,
     out_path,
-    *,
-    window=512,
-    overlap=128,
-    batch_size=8,
-    device="auto",
-    encoding: str = "probability",
+    encoding: Encoding,
 ) -> dict:
-    """Predict one scene with the given fold models (their logits averaged), stitched as the
-    experiment's ``prediction`` section says (``window`` and ``overlap``: the workflow's
-    defaults, for an experiment that does not set them), stored in ``encoding``
-    (``probability`` or ``logit``, :mod:`builtup.core.probability`)."""
-    spec = load_experiment(experiment_path)
-    stitching = spec["prediction"]
-    device = resolve_device(device, spec["accelerator"])
+    """Predict one scene with the experiment's fold models (their logits averaged), as
+    ``prediction`` says (the experiment's settings with the workflow's merged in), stored in
+    ``encoding`` (:mod:`builtup.core.probability`)."""
+    device = resolve_device(prediction.device, experiment.accelerator)
     models = [
-        load_fold_model(ckpt, json.loads(Path(summary).read_text()), spec, device)
+        load_fold_model(ckpt, json.loads(Path(summary).read_text()), experiment, device)
         for ckpt, summary in zip(checkpoints, summaries, strict=True)
     ]
     predictor = ScenePredictor(
-        models,
-        spec["recipe"],
-        spec["tta"],
-        stitching["window"] or window,
-        stitching["overlap"] if stitching["overlap"] is not None else overlap,
-        batch_size,
-        device,
-        stitch=stitching["stitch"],
-        kept=stitching["kept"],
-        precision=stitching["precision"],
-        encoding=ENCODINGS[encoding],
+        models, experiment.recipe, experiment.tta, prediction, device, encoding
     )
     return predictor.predict_scene(raster, out_path)
