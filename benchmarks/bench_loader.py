@@ -1,7 +1,7 @@
 """Training loader throughput: samples/s per worker, 512 px tiles or scene windows.
 
 Cuts a demo scene into tiles, then reads random tiles through TileDataset
-(recipe, normalisation, augmentation: the seed's) and random scene windows
+(recipe, normalisation, augmentation: the 3rd place's) and random scene windows
 through SceneWindowDataset (the 2nd place's recipe and augmentation), in one
 process (the per-worker rate) and through a DataLoader with several workers.
 Usage::

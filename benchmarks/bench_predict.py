@@ -2,7 +2,7 @@
 
 1. One 10980 x 10980 demo scene is generated and composed to 3 bands.
 2. Our path (``ScenePredictor``: windows blended in a rolling buffer, COG out)
-   against the seed's path (cut 2048 px tiles to files, predict each tile,
+   against the 3rd place's path (cut 2048 px tiles to files, predict each tile,
    write tile files, merge them), same model (the demo experiment's network)
    and device, each in its own process.
 3. City aggregation of four full-size acquisitions, one on a shifted 10.0027 m grid.

@@ -1,4 +1,4 @@
-"""The seed's augmentation as the replicas spell it in albumentations 2."""
+"""The 3rd place's augmentation as the replicas spell it in albumentations 2."""
 
 from collections import Counter
 

@@ -32,7 +32,7 @@ def test_every_shipped_experiment_builds_and_steps(path):
 
 
 def test_the_seed_experiments_keep_the_seed_files_settings():
-    """Facts from the seed's configs/train and configs/inference files (docs/replicas.md)."""
+    """Facts from the 3rd place's configs/train and configs/inference files (docs/replicas.md)."""
     lw = load_experiment(REPO / "config/experiments/lwrefinenet.yaml")
     assert lw.optimizer == OptimizerSettings("sgd", 0.05, 0.9, True, 5e-4)
     assert (lw.batch_size, lw.accumulate, lw.epochs) == (22, 1, 100)
@@ -49,7 +49,7 @@ def test_the_seed_experiments_keep_the_seed_files_settings():
     assert fpn.tta == "rot90_without_identity" and fpn.precision == "16-mixed"
     for experiment in (lw, fpn):
         names = [t["name"] for t in experiment.augmentation]
-        assert names == ["RandomResizedCrop", "OneOf"]  # no CoarseDropout in the seed's files
+        assert names == ["RandomResizedCrop", "OneOf"]  # no CoarseDropout in the 3rd place's files
         assert experiment.augmentation[1]["p"] == 0.5
 
 

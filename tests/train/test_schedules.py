@@ -66,7 +66,7 @@ def poly(step, total, power=0.9):
             {"name": "poly_restart", "power": 0.9, "restart_every": 2},
             lambda k: poly(k % (2 * STEPS_PER_EPOCH), 2 * STEPS_PER_EPOCH),
         ),
-        (  # the seed's FPN: a second half at half the learning rate
+        (  # the 3rd place's FPN: a second half at half the learning rate
             {"name": "poly_restart", "power": 0.9, "restart_every": 2, "restart_factor": 0.5},
             lambda k: (
                 0.5 ** (k // (2 * STEPS_PER_EPOCH))

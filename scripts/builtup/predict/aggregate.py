@@ -36,7 +36,7 @@ def aggregate_city(
 ) -> dict:
     """Per pixel, over the acquisitions that have data there: the mean probability, the
     probability of the mean logit (so that probability 0.5 is logit 0; exact from logit
-    rasters, :mod:`builtup.core.probability`), or the seed's vote
+    rasters, :mod:`builtup.core.probability`), or the 3rd place's vote
     (built-up where at least N-1 of the N acquisitions with data say so)."""
     if method not in METHODS:
         raise ValueError(f"aggregation must be one of {', '.join(METHODS)}, not {method!r}")

@@ -48,7 +48,7 @@ TTA = {
     "none": None,
     "flips": ttach.aliases.flip_transform,
     "rot90": lambda: ttach.Compose([ttach.Rotate90(angles=[0, 90, 180, 270])]),
-    # the seed's inference configs: the three rotations, the unrotated pass left out
+    # the 3rd place's inference configs: the three rotations, the unrotated pass left out
     "rot90_without_identity": lambda: ttach.Compose([ttach.Rotate90(angles=[90, 180, 270])]),
     "d4": ttach.aliases.d4_transform,
 }

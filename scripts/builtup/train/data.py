@@ -153,7 +153,7 @@ def seed_worker_augmentation(worker_id: int) -> None:
 
 class TargetWeightedSampler(Sampler[int]):
     """Draw tiles with replacement, weight ``with_target`` for tiles holding built-up pixels
-    and ``without_target`` for the others (the seed's sampler).
+    and ``without_target`` for the others (the 3rd place's sampler).
 
     Under DDP every rank draws the same sequence (seeded by seed and epoch) and keeps
     its own interleaved share, so ranks see disjoint draws of equal length. Each rank's share

@@ -1,8 +1,8 @@
 """Losses of 2-class logits (B, C, H, W) against targets (B, H, W); 255 is ignored by all.
 
-Cross-entropy is torch's; Dice, focal, Lovasz and Tversky are smp's. Only the seed's softmax
+Cross-entropy is torch's; Dice, focal, Lovasz and Tversky are smp's. Only the 3rd place's softmax
 Jaccard is our own: its exact definition (intersection and union summed per sample and class,
-then averaged, no smoothing) is what the seed's experiments were tuned with.
+then averaged, no smoothing) is what the 3rd place's experiments were tuned with.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ class CrossEntropy(nn.Module):
 
 
 class SoftmaxJaccard(nn.Module):
-    """The seed's soft Jaccard: I and U summed per sample and class, averaged, 1 - I / U."""
+    """The 3rd place's soft Jaccard: I and U summed per sample and class, averaged, 1 - I / U."""
 
     def forward(self, logits, target):
         probs, onehot = _probs_and_onehot(logits, target)

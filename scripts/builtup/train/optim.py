@@ -25,7 +25,7 @@ def build_optimizer(parameters, settings: OptimizerSettings) -> torch.optim.Opti
 
 
 def poly_factor(step: int, total: int, power: float) -> float:
-    """(1 - step / total) ** power, the seed's per-iteration polynomial decay."""
+    """(1 - step / total) ** power, the 3rd place's per-iteration polynomial decay."""
     return max(0.0, 1.0 - step / max(total, 1)) ** power
 
 
