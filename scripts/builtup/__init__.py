@@ -1,5 +1,5 @@
 """Built-up area mapping from Sentinel-1 VV/VH backscatter.
 
 The library behind the Snakemake workflow: one module per concern, each rule's
-entry script in ``scripts/rules`` maps the ``snakemake`` object onto one call here.
+entry script in ``scripts/`` (named after the rule) maps the ``snakemake`` object onto one call here.
 """
