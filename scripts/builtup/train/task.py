@@ -138,6 +138,8 @@ def load_task(path) -> SegmentationTask:
     """The trained task of a checkpoint, built without initial encoder weights."""
     state = read_checkpoint(path)
     settings = state.get("hyper_parameters", {})
+    if "spec" in settings:
+        raise InputError(path, "was trained by builtup 0.1 (settings under 'spec'): retrain it")
     if "experiment" not in settings or "state_dict" not in state:
         raise InputError(path, "not a checkpoint of this workflow (no experiment settings)")
     try:
