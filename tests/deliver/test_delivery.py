@@ -52,10 +52,10 @@ def test_polygons_hold_the_built_up_class_only(tmp_path):
     data[120:125, 120:125] = 250  # 25 px = 2500 m^2
     data[:, :5] = PROB_NODATA
     prob = write_raster(tmp_path / "p.tif", data, dtype="uint8", nodata=PROB_NODATA)
-    polygons, crs = builtup_polygons(prob, 0.5)
+    polygons, crs = builtup_polygons(prob, 0.5, 0, 0)
     assert len(polygons) == 2 and all(p.is_valid for p in polygons)
     assert sorted(p.area for p in polygons) == [2500.0, 40 * 60 * 100.0]
-    assert len(builtup_polygons(prob, 0.5, min_area=3000)[0]) == 1
+    assert len(builtup_polygons(prob, 0.5, 3000, 0)[0]) == 1
     out = tmp_path / "sub" / "38RNV_Samawah.shp"
     write_polygons(polygons, crs, out)
     assert out.with_suffix(".prj").exists() and not list(out.parent.glob("tmp*"))
@@ -75,7 +75,7 @@ def test_polygonise_rasterise_round_trip_on_the_real_label(tmp_path, shared_samp
     prob_path = write_raster(
         tmp_path / "p.tif", prob, transform=transform, crs=crs, dtype="uint8", nodata=PROB_NODATA
     )
-    polygons, crs_out = builtup_polygons(prob_path, 0.5)
+    polygons, crs_out = builtup_polygons(prob_path, 0.5, 0, 0)
     write_polygons(polygons, crs_out, tmp_path / "water.shp")
     scene = write_raster(
         tmp_path / "s.tif",
@@ -116,15 +116,15 @@ def test_min_area_and_simplify_are_metres_whatever_the_crs(tmp_path):
     prob = write_raster(
         tmp_path / "ft.tif", data, transform=feet, crs="EPSG:2263", dtype="uint8", nodata=255
     )
-    assert len(builtup_polygons(prob, 0.5, min_area=2400)[0]) == 1  # 2500 m^2 kept
-    assert len(builtup_polygons(prob, 0.5, min_area=2600)[0]) == 0
+    assert len(builtup_polygons(prob, 0.5, 2400, 0)[0]) == 1  # 2500 m^2 kept
+    assert len(builtup_polygons(prob, 0.5, 2600, 0)[0]) == 0
     degrees = Affine(1e-4, 0, 44.0, 0, -1e-4, 36.0)
     geographic = write_raster(
         tmp_path / "deg.tif", data, transform=degrees, crs="EPSG:4326", dtype="uint8", nodata=255
     )
-    assert len(builtup_polygons(geographic, 0.5)[0]) == 1
+    assert len(builtup_polygons(geographic, 0.5, 0, 0)[0]) == 1
     with pytest.raises(InputError, match="in metres but the raster's CRS .* is geographic"):
-        builtup_polygons(geographic, 0.5, min_area=100)
+        builtup_polygons(geographic, 0.5, 100, 0)
 
 
 def test_quicklook_shows_the_delivery_threshold_and_the_tables_f1(tmp_path, monkeypatch):
@@ -283,7 +283,7 @@ def test_polygons_from_strips_are_those_of_the_whole_map(tmp_path, rng):
     from shapely.geometry import shape
 
     path, data = polygon_map(tmp_path, rng)
-    polygons, _ = builtup_polygons(path, 0.5)
+    polygons, _ = builtup_polygons(path, 0.5, 0, 0)
     binary = ((data != PROB_NODATA) & (data >= 127)).astype(np.uint8)
     whole = [
         shape(g) for g, v in features.shapes(binary, mask=binary.astype(bool), transform=ORIGIN)
@@ -302,7 +302,7 @@ def test_polygons_hold_a_strip_of_the_map_not_the_whole(tmp_path, rng):
     data[1000:3000, 500:1500] = 200
     path = write_raster(tmp_path / "big.tif", data, dtype="uint8", nodata=PROB_NODATA)
     tracemalloc.start()
-    polygons, _ = builtup_polygons(path, 0.5)
+    polygons, _ = builtup_polygons(path, 0.5, 0, 0)
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     assert len(polygons) == 1

@@ -36,7 +36,7 @@ def metres_to_crs_units(crs, path) -> float:
 
 
 def builtup_polygons(
-    prob_path: str | Path, threshold: float, min_area: float = 0.0, simplify: float = 0.0
+    prob_path: str | Path, threshold: float, min_area: float, simplify: float
 ) -> tuple[list, object]:
     """Valid polygons of the pixels at or above ``threshold`` (the built-up class only);
     ``min_area`` (m^2) and ``simplify`` (m) in metres whatever the projected CRS's unit.
@@ -101,7 +101,7 @@ def write_polygons(polygons: list, crs, out_path: str | Path) -> None:
     log.info("%s: %d polygons", out_path, len(parts))
 
 
-def write_submission(city_path, threshold_path, out_path, min_area=0.0, simplify=0.0) -> int:
+def write_submission(city_path, threshold_path, out_path, min_area: float, simplify: float) -> int:
     """The submission file of one city at the experiment's chosen threshold."""
     threshold = json.loads(Path(threshold_path).read_text())["threshold"]
     polygons, crs = builtup_polygons(city_path, threshold, min_area, simplify)
