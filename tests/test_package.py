@@ -156,3 +156,32 @@ def test_no_module_names_a_rule_or_a_repository_path(name):
     for text in string_literals(MODULES[name]):
         assert text not in rules, f"{name} names the rule {text!r}"
         assert not re.match(r"(results|workflow|config|resources)/", text), f"{name}: {text!r}"
+
+
+@pytest.mark.slow
+def test_a_wheel_of_the_library_carries_the_workflow_schemas(tmp_path):
+    """``pip install`` of a checkout (a module whose workflow is a remote source) brings the
+    schemas the library validates with, though they live in workflow/schemas."""
+    import shutil
+    import subprocess
+    import sys
+    import zipfile
+
+    pytest.importorskip("setuptools")
+    source = tmp_path / "source"  # pip builds in place: a copy keeps the checkout clean
+    ignore = shutil.ignore_patterns("*.egg-info", "__pycache__")
+    shutil.copytree(REPO / "scripts", source / "scripts", symlinks=True, ignore=ignore)
+    shutil.copytree(REPO / "workflow/schemas", source / "workflow/schemas")
+    shutil.copyfile(REPO / "pyproject.toml", source / "pyproject.toml")
+    build = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q"]
+        + ["-w", str(tmp_path), str(source)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert build.returncode == 0, build.stderr[-2000:]
+    (wheel,) = tmp_path.glob("builtup-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for schema in (REPO / "workflow/schemas").glob("*.yaml"):
+        assert f"builtup/config/schemas/{schema.name}" in names

@@ -9,7 +9,8 @@ import yaml
 
 from builtup.core.errors import InputError
 
-SCHEMAS = Path(__file__).resolve().parent / "schemas"  # package data; workflow/schemas links here
+# package data: a link to workflow/schemas in the repository, the files themselves in a wheel
+SCHEMAS = Path(__file__).resolve().parent / "schemas"
 
 
 def _with_defaults(validator_class):
