@@ -84,7 +84,7 @@ def foreign_checkpoint(case: Case) -> Path:
     """Mosul's model, relabelled as trained on another recipe."""
     path = case.root / f"results/models/tiny/{TRAIN_CITY}/model.ckpt"
     checkpoint = torch.load(path, map_location="cpu", weights_only=False)
-    checkpoint["hyper_parameters"]["spec"]["recipe"] = "linear3"
+    checkpoint["hyper_parameters"]["experiment"]["recipe"] = "linear3"
     torch.save(checkpoint, path)
     return path
 

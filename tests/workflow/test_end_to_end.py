@@ -179,8 +179,8 @@ def test_the_2nd_place_experiment_trains_on_scene_windows_and_delivers_mean_logi
     root = finished.root
     for fold in TRAIN_CITIES:
         state = torch.load(root / f"results/models/unet_vgg11_2nd_place/{fold}/model.ckpt", "cpu")
-        spec = state["hyper_parameters"]["spec"]
-        assert spec["sampler"]["source"] == "scenes" and spec["recipe"] == "vvvh_clip2"
+        trained = state["hyper_parameters"]["experiment"]
+        assert trained["sampler"]["source"] == "scenes" and trained["recipe"] == "vvvh_clip2"
         epochs = pd.read_csv(root / f"results/models/unet_vgg11_2nd_place/{fold}/metrics.csv")
         assert len(epochs) == 1 and np.isfinite(epochs["val/loss"]).all()
     # the city map is the probability of the mean logit of the city's acquisitions
@@ -216,7 +216,7 @@ def test_every_shipped_experiment_delivers_shapefiles_and_a_leaderboard_row(fini
     shipped = yaml.safe_load((REPO / f"config/experiments/{name}.yaml").read_text())
     for fold in TRAIN_CITIES:
         state = torch.load(root / f"results/models/{name}/{fold}/model.ckpt", "cpu")
-        trained = state["hyper_parameters"]["spec"]["model"]
+        trained = state["hyper_parameters"]["experiment"]["model"]
         assert trained["encoder_weights"] == shipped["model"]["encoder_weights"]
     with fiona.open(root / f"results/submission/{name}/38SLD_Tikrit.shp") as src:
         assert src.crs.to_epsg() == 32638
