@@ -4,9 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import rasterio
-import torch
 from affine import Affine
-from torch import nn
 
 from builtup.core.errors import InputError
 from builtup.core.probability import PROB_NODATA, PROB_SCALE
@@ -17,33 +15,9 @@ from builtup.prepare.masks import rasterize_mask
 from conftest import ORIGIN, write_raster
 
 
-@pytest.fixture
-def scene(tmp_path, rng):
-    image = rng.gamma(4.4, 0.05 / 4.4, (3, 700, 900)).astype("float32")
-    rows, cols = np.mgrid[:700, :900]
-    wedge = cols > 820 + rows // 10
-    image[:, wedge] = 0
-    return write_raster(tmp_path / "scene.tif", image), image, wedge
-
-
 def read(path):
     with rasterio.open(path) as src:
         return src.read(1), src.profile, src.overviews(1)
-
-
-class EdgeModel(nn.Module):
-    """Built-up (logit +5) within 32 px of its input's edges, background (-5) inside: a model
-    whose output depends on where a pixel lies in the window."""
-
-    def forward(self, x):
-        height, width = x.shape[-2:]
-        rows, cols = torch.arange(height)[:, None], torch.arange(width)[None, :]
-        near = torch.minimum(
-            torch.minimum(rows, height - 1 - rows), torch.minimum(cols, width - 1 - cols)
-        )
-        logits = torch.zeros(x.shape[0], 2, height, width)
-        logits[:, 1] = torch.where(near < 32, 5.0, -5.0)
-        return logits
 
 
 def test_polygons_hold_the_built_up_class_only(tmp_path):
@@ -97,16 +71,6 @@ def test_threshold_tuning_from_histograms():
     level, f1 = best_level(hist)
     assert 100 <= level <= 150 and f1 == 1.0
     assert confusion_at(hist, 150).tolist() == [[1000, 0], [0, 1050]]
-
-
-class Payload:
-    """Unpickling this runs code: it creates the file ``marker``."""
-
-    def __init__(self, marker):
-        self.marker = str(marker)
-
-    def __reduce__(self):
-        return (open, (self.marker, "w"))
 
 
 def test_min_area_and_simplify_are_metres_whatever_the_crs(tmp_path):
@@ -248,19 +212,6 @@ def test_a_training_citys_quicklook_uses_its_out_of_fold_threshold(tmp_path, mon
     )
     figures.plot_quicklook(raster, prediction, threshold, tmp_path / "q.png")
     assert shown["pred"].all()
-
-
-class LogitModel(nn.Module):
-    """Built-up logit ``value`` everywhere (logits 0 and ``value``)."""
-
-    def __init__(self, value: float):
-        super().__init__()
-        self.value = value
-
-    def forward(self, x):
-        logits = torch.zeros(x.shape[0], 2, *x.shape[2:])
-        logits[:, 1] = self.value
-        return logits
 
 
 def polygon_map(tmp_path, rng):
