@@ -72,7 +72,7 @@ with rasterio.open('{work}/scene.tif') as src:
                 dst.write(src.read(window=window))
             tiles.append(path)
 outputs = []
-recipe = get_recipe(spec['recipe'])
+recipe = get_recipe(experiment.recipe)
 for path in tiles:
     with rasterio.open(path) as src:
         x = src.read()

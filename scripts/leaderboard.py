@@ -6,7 +6,15 @@ def main(inputs, outputs, params):
     metrics = dict(
         zip(params.names, zip(inputs.summaries, inputs.cities, strict=True), strict=True)
     )
-    write_leaderboard(metrics, params.kinds, params.settings, inputs.baseline, outputs[0])
+    write_leaderboard(
+        metrics,
+        params.kinds,
+        params.settings,
+        inputs.baseline,
+        outputs.leaderboard,
+        params.cities,
+        outputs.cities,
+    )
 
 
 run(snakemake, main)

@@ -3,7 +3,7 @@ from builtup.runtime.job import run
 
 
 def main(inputs, outputs, params):
-    temporal_stack(list(inputs), params.orbits, outputs[0])
+    temporal_stack(list(inputs), outputs[0])
 
 
 run(snakemake, main)

@@ -21,6 +21,7 @@ def _generate(args) -> None:
         train=args.train,
         test=args.test,
         acquisitions_per_city=args.acquisitions,
+        test_acquisitions=args.test_acquisitions,
         label_style=args.labels,
     )
 
@@ -90,6 +91,21 @@ def _count(low: int, high: int | None = None):
     return parse
 
 
+def _counts(text: str) -> int | tuple[int, int]:
+    """An argparse type: a number of acquisitions (1 or more), or a range such as 2-6."""
+    low, _, high = text.partition("-")
+    count = _count(1)
+    if not high:
+        return count(low)
+    bounds = count(low), count(high)
+    if bounds[0] > bounds[1]:
+        raise argparse.ArgumentTypeError(f"{text} is an empty range")
+    return bounds
+
+
+_counts.__name__ = "count or range"
+
+
 class _Parser(argparse.ArgumentParser):
     """Bad arguments end in one line naming the command, like every other user error."""
 
@@ -110,7 +126,16 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--train", type=_count(1, 4), default=4, help="training cities (1 to 4)")
     g.add_argument("--test", type=_count(0, 4), default=2, help="test cities (0 to 4)")
     g.add_argument(
-        "--acquisitions", type=_count(1), default=2, help="acquisitions per city (1 or more)"
+        "--acquisitions",
+        type=_counts,
+        default=2,
+        help="acquisitions per city: a number (1 or more), or a range such as 2-6 drawn per "
+        "city by seed, where an acquisition may repeat the previous date",
+    )
+    g.add_argument(
+        "--test-acquisitions",
+        type=_counts,
+        help="the test cities' acquisitions, when they differ (same forms)",
     )
     g.add_argument(
         "--labels",

@@ -1,12 +1,12 @@
 import numpy as np
 import pytest
 
-from builtup.core.bands import SCENE, STACK, STACK_BANDS
+from builtup.core.bands import SCENE, STACK
 from builtup.core.moments import Moments
 from builtup.core.recipes import CHANNELS, RECIPES, Recipe, get_recipe
 
 SCENE_RECIPES = [r for r in RECIPES.values() if r.kind == SCENE]
-STACK_RECIPES = [r for r in RECIPES.values() if r.kind == STACK]
+STACK_RECIPES = [r for r in RECIPES.values() if r.kind == STACK and not r.series]
 
 
 @pytest.fixture
@@ -117,37 +117,51 @@ def test_moments_channels_split_and_stack(rng):
 
 def test_recipes_name_known_channels():
     for recipe in RECIPES.values():
-        assert set(recipe.channel_names) <= set(CHANNELS), recipe.name
+        assert set(recipe.channel_names) <= set(CHANNELS[recipe.family]), recipe.name
 
 
 @pytest.fixture
 def stack_tile():
-    """A 2 x 2 stack: one pixel without acquisitions (NaN everywhere), no ascending orbit."""
-    bands = {name: np.full((2, 2), np.nan, np.float32) for name in STACK_BANDS}
-    for k, name in enumerate(n for n in STACK_BANDS if not n.endswith("_asc")):
-        bands[name][:] = -(k + 1)
-        bands[name][1, 1] = np.nan
-    return np.stack([bands[n] for n in STACK_BANDS]), np.array([[True, True], [True, False]])
+    """A 2 x 2 stack of three acquisitions (VV, VH in dB each): the third without data at
+    (0, 1), none at (1, 1)."""
+    vv = np.array(
+        [[[-1, -2], [-3, np.nan]], [[-3, -4], [-5, np.nan]], [[-8, np.nan], [-7, np.nan]]]
+    )
+    x = np.stack([vv, vv - 7], axis=1).reshape(6, 2, 2).astype(np.float32)
+    return x, np.array([[True, True], [True, False]])
 
 
 def test_stack_recipes_by_hand(stack_tile):
     x, valid = stack_tile
-    value = {name: x[i, 0, 0] for i, name in enumerate(STACK_BANDS)}
     for recipe in STACK_RECIPES:
         out = recipe(x, valid)
         assert out.shape == (recipe.channels, 2, 2) and np.isfinite(out).all(), recipe.name
         assert (out[:, ~valid] == 0).all()
     mean = get_recipe("stack_mean")(x, valid)
-    assert mean[:, 0, 0].tolist() == [
-        value["vv_mean"],
-        value["vh_mean"],
-        value["vv_mean"] - value["vh_mean"],
-    ]
+    assert mean[:, 0, 0].tolist() == [-4.0, -11.0, 7.0]
+    assert mean[0, 0, 1] == -3.0  # the two acquisitions with data there
+    spread = get_recipe("stack_mean_std")(x, valid)[2]
+    assert spread[0, 0] == pytest.approx(np.std([-1, -3, -8], ddof=1))
+    assert spread[0, 1] == pytest.approx(np.std([-2, -4], ddof=1))
     every = get_recipe("stack_all")(x, valid)
-    assert every.shape[0] == 8 and every[7, 0, 1] == value["vh_max"]
+    assert every.shape[0] == 8 and every[7, 0, 1] == -9.0  # vh max over two acquisitions
+
+
+def test_a_series_recipe_keeps_the_acquisitions_apart(stack_tile):
+    x, valid = stack_tile
+    series = get_recipe("series_db2")
+    assert series.channels == 2 and series.family == "series"
+    out = series(x, valid)
+    assert out.shape == (3, 2, 2, 2)
+    np.testing.assert_array_equal(out[:, 0, 0, 0], [-1, -3, -8])
+    np.testing.assert_array_equal(out[:, 1, 0, 0], [-8, -10, -15])
+    assert np.isnan(out[2, :, 0, 1]).all()  # the third acquisition has no data there
+    assert (out[..., 1, 1] == 0).all()  # not valid
 
 
 def test_a_recipe_reads_one_kind_of_raster():
+    with pytest.raises(ValueError, match="a series reads a stack"):
+        Recipe("series", ("vv_db",), SCENE, series=True)
     with pytest.raises(ValueError, match="no stack channel 'vv_db'"):
         Recipe("mixed", ("vv_mean", "vv_db"), STACK)
     with pytest.raises(ValueError, match="no scene channel 'vv_mean'"):

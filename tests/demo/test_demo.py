@@ -130,3 +130,51 @@ def test_generate_demo_command_with_block_labels_and_four_acquisitions(tmp_path)
         with fiona.open(next(root.rglob("*.shp"))) as src:
             counts[labels] = len(src)
     assert counts["blocks"] > 3 * counts["districts"]
+
+
+def test_acquisition_counts_drawn_per_city_with_same_date_pairs():
+    """A range gives each city its own count, drawn by seed; some acquisitions repeat the
+    previous date and orbit (suffix _1), never twice in a row."""
+    cities = demo.TRAIN_CITIES + demo.TEST_CITIES
+    counts = [demo.acquisition_count((2, 6), 0, k) for k in range(len(cities))]
+    assert all(2 <= c <= 6 for c in counts) and len(set(counts)) >= 3
+    assert counts == [demo.acquisition_count((2, 6), 0, k) for k in range(len(cities))]
+    assert counts != [demo.acquisition_count((2, 6), 1, k) for k in range(len(cities))]
+    scenes = [demo.acquisitions(city, k, (2, 6), 64) for k, city in enumerate(cities)]
+    repeats = [a for city in scenes for a in city if a.suffix]
+    assert repeats and all(len(city) == c for city, c in zip(scenes, counts, strict=True))
+    for city in scenes:
+        for before, after in zip(city, city[1:], strict=False):
+            if after.suffix:
+                assert (after.day, after.orbit) == (before.day, before.orbit) and not before.suffix
+    fixed = demo.acquisitions(demo.TRAIN_CITIES[0], 0, 4, 64)
+    assert len(fixed) == 4 and not any(a.suffix for a in fixed)  # a number: no repeats
+
+
+def test_generate_demo_command_with_other_counts_for_the_test_cities(tmp_path):
+    from builtup.cli import main
+    from builtup.config.sheet import scan_unosat
+
+    args = ["--size", "64", "--train", "2", "--test", "1", "--acquisitions", "2"]
+    assert main(["generate-demo", str(tmp_path), *args, "--test-acquisitions", "4"]) == 0
+    counts = scan_unosat(tmp_path).groupby(["city", "split"]).size().to_dict()
+    assert counts == {
+        ("38SLF_Mosul", "train"): 2,
+        ("38SNE_Souleimaniye", "train"): 2,
+        ("38RNV_Samawah", "test"): 4,
+    }
+
+
+@pytest.mark.parametrize("value", ["6-2", "0", "2-x"])
+def test_a_bad_acquisition_count_is_one_line(tmp_path, capsys, value):
+    from builtup.cli import main
+
+    with pytest.raises(SystemExit) as stop:
+        main(["generate-demo", str(tmp_path), "--acquisitions", value])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert (
+        err.startswith("ERROR: builtup generate-demo: argument --acquisitions")
+        and err.count("\n") == 1
+    )
+    assert not any(tmp_path.iterdir())

@@ -35,12 +35,12 @@ def city(tmp_path, name, rng, acquisitions=4, speckle=1.0, transform=ORIGIN):
         image[:, :8] = 0
         rasters.append(write_raster(tmp_path / f"{name}_{k}.tif", image, transform=transform))
     stack = tmp_path / f"{name}_stack.tif"
-    temporal_stack(rasters, ["DES"] * len(rasters), stack)
+    temporal_stack(rasters, stack)
     return {"rasters": [str(r) for r in rasters], "stack": str(stack), "mask": str(mask_path)}
 
 
 def stack_of(tmp_path, name, rasters):
-    temporal_stack(rasters, [None] * len(rasters), tmp_path / f"{name}.tif")
+    temporal_stack(rasters, tmp_path / f"{name}.tif")
     return tmp_path / f"{name}.tif"
 
 

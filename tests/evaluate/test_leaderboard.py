@@ -47,8 +47,12 @@ def test_models_and_baselines_in_one_table_best_test_first(tmp_path):
         "b": {"input": "stack", "recipe": "stack_mean"},
         "pair": {"input": "scene", "recipe": "db3"},
     }
-    out = tmp_path / "leaderboard.tsv"
-    write_leaderboard(summaries, kinds, settings, baseline, out)
+    out, per_city = tmp_path / "leaderboard.tsv", tmp_path / "cities.tsv"
+    facts = {
+        "X_x": {"split": "train", "acquisitions": 2},
+        "Y_y": {"split": "test", "acquisitions": 5},
+    }
+    write_leaderboard(summaries, kinds, settings, baseline, out, facts, per_city)
     table = pd.read_csv(out, sep="\t")
     assert table["name"].tolist() == [
         "b",
@@ -76,6 +80,12 @@ def test_models_and_baselines_in_one_table_best_test_first(tmp_path):
         "baseline: single-scene": "scene",
         "baseline: multi-temporal": "stack",
     }
+    cities = pd.read_csv(per_city, sep="\t").set_index("city")
+    assert cities.columns.tolist()[:3] == ["split", "acquisitions", "scored"]
+    assert cities["acquisitions"].to_dict() == {"X_x": 2, "Y_y": 5}
+    assert cities.loc["Y_y", "scored"] == "test" and cities.loc["Y_y", "b"] == 0.75
+    assert cities.loc["X_x", "baseline: multi-temporal"] == 0.65
+    assert pd.isna(cities.loc["Y_y", "baseline: multi-temporal"])
 
 
 def test_settings_that_tell_the_experiments_apart():
@@ -101,7 +111,11 @@ def test_settings_that_tell_the_experiments_apart():
     temporal = experiment_settings(
         read_experiment(REPO / "config/experiments/temporal_demo.yaml", config)
     )
-    assert temporal["aggregation"] == "one stack per city"
+    assert temporal["input"] == "stack" and temporal["aggregation"] == "stack statistics"
+    fusion = experiment_settings(
+        read_experiment(REPO / "config/experiments/fusion_demo.yaml", config)
+    )
+    assert fusion["input"] == "series" and fusion["aggregation"] == "learned fusion"
     pair = ensemble_settings({"second": second, "unet": unet}, workflow_delivery(config))
     assert pair["architecture"] == "mean of second + unet"
     assert pair["recipe"] == "vvvh_clip2 + linear3" and pair["aggregation"] == "mean"

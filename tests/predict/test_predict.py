@@ -10,9 +10,10 @@ from affine import Affine
 from torch import nn
 
 from builtup.config.experiment import PredictionSettings
-from builtup.core.bands import STACK_BANDS
+from builtup.core.bands import stack_descriptions
 from builtup.core.errors import InputError
 from builtup.core.probability import PROB_NODATA, PROB_SCALE, PROBABILITY
+from builtup.core.recipes import get_recipe
 from builtup.predict.aggregate import aggregate_city
 from builtup.predict.scene import (
     FoldModel,
@@ -20,6 +21,7 @@ from builtup.predict.scene import (
     blend_weights,
     load_fold_model,
 )
+from builtup.train.models import build_model
 
 from conftest import ORIGIN, network, tiny_experiment, write_raster
 
@@ -186,16 +188,22 @@ def test_a_recipe_of_per_window_statistics_is_applied_window_by_window(tmp_path,
     assert np.abs(values[~wedge].astype(int) - expected[~wedge]).max() <= 1
 
 
-def write_stack(path, rng, nodata_cols=40):
-    """A temporal stack of 300 x 400 px: dB statistics, NaN where no acquisition has data and
-    in the ascending means (a city seen only from descending orbits)."""
-    stack = rng.normal(-12, 3, (len(STACK_BANDS), 300, 400)).astype("float32")
-    for name in ("vv_mean_asc", "vh_mean_asc"):
-        stack[STACK_BANDS.index(name)] = np.nan
-    stack[:, :, :nodata_cols] = np.nan
+def stack_acquisitions(rng, nodata_cols=40, acquisitions=3):
+    """(A, 2, 300, 400) VV and VH in dB, NaN where none has data (the first columns) and
+    where the last acquisition has none (the bottom rows)."""
+    series = rng.normal(-12, 3, (acquisitions, 2, 300, 400)).astype("float32")
+    series[-1, :, 250:] = np.nan
+    series[..., :nodata_cols] = np.nan
+    return series
+
+
+def write_stack(path, rng=None, series=None):
+    """A temporal stack raster of the acquisitions ``series`` (default: drawn from ``rng``)."""
+    series = stack_acquisitions(rng) if series is None else series
+    stack = series.reshape(-1, *series.shape[2:])
     write_raster(path, stack, nodata=float("nan"))
     with rasterio.open(path, "r+") as dst:
-        dst.descriptions = STACK_BANDS
+        dst.descriptions = stack_descriptions([f"s{k}" for k in range(len(series))])
     return path, stack
 
 
@@ -207,11 +215,37 @@ def test_a_stack_model_predicts_the_stack_pixel_by_pixel(tmp_path, rng):
     values, profile, _ = read(tmp_path / "p.tif")
     assert profile["transform"] == ORIGIN and values.shape == (300, 400)
     assert (values[:, :40] == PROB_NODATA).all() and (values[:, 40:] != PROB_NODATA).all()
-    channels = [STACK_BANDS.index(n) for n in ("vv_mean", "vh_mean", "vv_std", "vh_std")]
+    features = get_recipe("stack_mean_std")(stack, ~np.isnan(stack).all(axis=0))
     with torch.no_grad():
-        logits = network(torch.from_numpy(stack[channels][None, :, :, 40:]))
+        logits = network(torch.from_numpy(features[None, :, :, 40:]))
     expected = np.rint(torch.softmax(logits, 1)[0, 1].numpy() * PROB_SCALE)
     assert np.abs(values[:, 40:].astype(int) - expected).max() <= 1
+
+
+def test_a_fusion_model_ignores_the_order_and_absent_acquisitions(tmp_path, rng):
+    """The same acquisitions in another order, or with one more that has no data at all,
+    predict the same map: the pooling is order-free and leaves absent acquisitions out."""
+    torch.manual_seed(0)
+    settings = network("lwrefinenet", "mobilenetv2_050", width=16)
+    fused = build_model(settings, 2, None, fused=True).eval()
+    norm = np.full((2, 1, 1), -12, np.float32), np.full((2, 1, 1), 3, np.float32)
+    predictor = cpu_predictor([FoldModel(fused, *norm)], "series_db2", window=128, overlap=32)
+    series = stack_acquisitions(rng)
+    absent = np.full_like(series[:1], np.nan)
+    variants = {
+        "as is": series,
+        "reordered": series[[2, 0, 1]],
+        "one without data": np.concatenate([series[:1], absent, series[1:]]),
+    }
+    maps = {}
+    for name, acquisitions in variants.items():
+        path, _ = write_stack(tmp_path / f"{name}.tif", series=acquisitions)
+        predictor.predict_scene(path, tmp_path / f"p {name}.tif")
+        maps[name] = read(tmp_path / f"p {name}.tif")[0].astype(int)
+    assert (maps["as is"][:, :40] == PROB_NODATA).all()
+    assert (maps["as is"][:, 40:] != PROB_NODATA).all()
+    for name in ("reordered", "one without data"):
+        assert np.abs(maps[name] - maps["as is"]).max() <= 1, name
 
 
 def test_a_recipe_of_the_other_kind_of_raster_is_refused(tmp_path, rng, scene):

@@ -4,10 +4,11 @@ import numpy as np
 import pytest
 
 from builtup.core import recipes
-from builtup.core.bands import SCENE, SCENE_BANDS, STACK, STACK_BANDS
+from builtup.core.bands import SCENE, SCENE_BANDS, STACK
 from builtup.core.errors import InputError
 from builtup.core.moments import Moments
 from builtup.core.recipes import RECIPES
+from builtup.prepare import tile_stats as tile_stats_module
 from builtup.prepare.folds import build_fold, fold_cities, write_fold
 from builtup.prepare.tile_stats import SkipRules, read_statistics, tile_statistics, write_statistics
 from builtup.prepare.tiles import TileSet, _write_npy_header
@@ -74,26 +75,31 @@ def test_moments_cover_usable_tiles_only(crafted, tmp_path):
 
 
 def test_stack_tiles_give_the_stack_recipes_moments(tmp_path, rng):
-    """A stack's tiles: dB statistics, NaN where no acquisition has data and in the mean of
-    an orbit the city lacks; only the stack recipes are summarised."""
-    images = rng.normal(-12, 3, (2, len(STACK_BANDS), 8, 8)).astype(np.float32)
-    images[:, STACK_BANDS.index("vv_mean_asc")] = np.nan
+    """A stack's tiles: three acquisitions' VV and VH in dB, NaN where an acquisition has no
+    data (all of them in the second tile's left columns); only the stack and series recipes
+    are summarised, a series over the pixels each acquisition has data at."""
+    images = rng.normal(-12, 3, (2, 6, 8, 8)).astype(np.float32)
+    images[0, 4:, :2] = np.nan  # the third acquisition: no data in the first rows
     masks = (rng.uniform(size=(2, 8, 8)) > 0.5).astype(np.uint8)
     masks[1, :, :3] = 255
     images[1, :, :, :3] = np.nan
     tiles = write_tiles(tmp_path / "stack", images, masks, 8)
     table, moments = tile_statistics(tiles, "A_B", STACK, recipes=tuple(RECIPES))
-    assert set(moments) == {"stack_mean", "stack_mean_std", "stack_all"}
+    assert set(moments) == {"stack_mean", "stack_mean_std", "stack_all", "series_db2"}
     assert not table["skip"].any()
-    assert table.loc[1, "vv_std_mean"] == pytest.approx(
-        images[1, STACK_BANDS.index("vv_std"), :, 3:].mean(), rel=1e-5
-    )
+    vv = images[1, 0::2, :, 3:].astype(np.float64)
+    assert table.loc[1, "vv_std_mean"] == pytest.approx(vv.std(axis=0, ddof=1).mean(), rel=1e-5)
     for name, summary in moments.items():
         recipe = RECIPES[name]
         expected = Moments(recipe.channels)
         for image, mask in zip(images, masks, strict=True):
             valid = mask != 255
-            expected.add(recipe(image, valid)[:, valid])
+            out = recipe(image, valid)
+            if recipe.series:
+                present = ~np.isnan(out).any(axis=1) & valid
+                expected.add(out.transpose(1, 0, 2, 3)[:, present])
+            else:
+                expected.add(out[:, valid])
         assert np.isfinite(summary.mean).all()
         np.testing.assert_allclose(summary.mean, expected.mean, rtol=1e-9, err_msg=name)
         np.testing.assert_allclose(summary.std, expected.std, rtol=1e-9, err_msg=name)
@@ -110,8 +116,12 @@ def test_shared_channels_are_computed_once_per_tile(crafted, monkeypatch):
 
         return channel
 
-    counting = {name: counted(name, fn) for name, fn in recipes.CHANNELS.items()}
+    counting = {
+        family: {name: counted(name, fn) for name, fn in channels.items()}
+        for family, channels in recipes.CHANNELS.items()
+    }
     monkeypatch.setattr(recipes, "CHANNELS", counting)
+    monkeypatch.setattr(tile_stats_module, "CHANNELS", counting)
     tile_statistics(tiles, "A_B", "s1", recipes=tuple(RECIPES))
     usable_tiles = 2
     scene_recipes = [r for r in RECIPES.values() if r.kind == SCENE]
@@ -155,7 +165,7 @@ def test_a_fold_holds_scene_and_stack_tiles_each_with_its_recipes(tmp_path, rng)
     cities = ["A_a", "B_b", "C_c"]
     stats, moments = city_tables(tmp_path, rng, cities)
     for k, city in enumerate(cities):
-        images = rng.normal(-10 - k, 2, (3, len(STACK_BANDS), 8, 8)).astype(np.float32)
+        images = rng.normal(-10 - k, 2, (3, 4, 8, 8)).astype(np.float32)
         tiles = write_tiles(tmp_path / city / STACK, images, np.zeros((3, 8, 8), np.uint8), 8)
         table, mom = tile_statistics(tiles, city, STACK, recipes=("linear3", "stack_mean"))
         write_statistics(table, mom, tmp_path / f"{city}_st.tsv", tmp_path / f"{city}_st.json")

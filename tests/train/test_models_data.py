@@ -1,3 +1,4 @@
+import json
 from dataclasses import replace
 
 import numpy as np
@@ -223,3 +224,88 @@ def test_sampler_draws_from_more_than_two_to_the_24_positions():
     has_target[-1] = True
     draws = list(TargetWeightedSampler(has_target, 1.0, 0.0, 5, seed=0))
     assert draws == [2**24 + 2] * 5
+
+
+def stack_tiles(folder, acquisitions, rng):
+    """One 32 px tile of a stack of ``acquisitions`` (VV, VH in dB), the last acquisition
+    without data in the left half; its mask all background."""
+    from builtup.core.bands import stack_descriptions
+    from builtup.prepare.tiles import TileSet
+
+    folder.mkdir(parents=True)
+    images = rng.normal(-12, 3, (1, 2 * acquisitions, 32, 32)).astype(np.float32)
+    images[0, -2:, :, :16] = np.nan
+    np.save(folder / "images.npy", images)
+    np.save(folder / "masks.npy", np.zeros((1, 32, 32), np.uint8))
+    bands = list(stack_descriptions([f"s{k}" for k in range(acquisitions)]))
+    (folder / "tiles.json").write_text(json.dumps({"bands": bands, "tile_size": 32}))
+    return TileSet.in_folder(folder), images[0]
+
+
+def stack_rows(*cities):
+    import pandas as pd
+
+    return pd.DataFrame(
+        {"city": list(cities), "scene": ["stack"] * len(cities), "tile": [0] * len(cities)}
+    ).assign(target_ratio=0.0)
+
+
+def test_each_stack_draw_reads_a_random_subset_of_its_acquisitions(tmp_path):
+    """Training draws of a stack recipe see the statistics of 2 to all acquisitions (so
+    both counts of a 3-acquisition city, and every subset, turn up); validation all."""
+    from builtup.core.recipes import get_recipe
+    from builtup.train.data import TileDataset, drawn_acquisitions
+
+    rng = np.random.default_rng(0)
+    tiles, image = stack_tiles(tmp_path / "A_a" / "stack", 3, rng)
+    rows, stacks = stack_rows("A_a"), {("A_a", "stack"): tiles}
+    draws = np.random.default_rng(1)
+    counts = [len(drawn_acquisitions(image, 2, draws)) // 2 for _ in range(200)]
+    assert set(counts) == {2, 3}
+    assert len(drawn_acquisitions(image[:2], 2, draws)) == 2  # a 1-acquisition city: all of it
+    norm = ([0.0] * 4, [1.0] * 4)
+    training = TileDataset(rows, stacks, "stack_mean_std", *norm, min_acquisitions=2)
+    training.seed(5)
+    means = {round(float(training[0][0][20, 20, 0]), 4) for _ in range(60)}
+    assert len(means) >= 3  # the VV mean of several subsets
+    validation = TileDataset(rows, stacks, "stack_mean_std", *norm)
+    full = get_recipe("stack_mean_std")(image, np.ones((32, 32), bool))
+    x, _ = validation[0]
+    np.testing.assert_allclose(x.numpy().transpose(2, 0, 1), full, rtol=1e-6)
+
+
+def test_series_samples_of_cities_with_other_counts_share_a_batch(tmp_path):
+    """A series sample is padded with all-0 acquisitions to the fold's longest stack; an
+    acquisition's pixels without data are 0 after normalisation too."""
+    from torch.utils.data import default_collate
+
+    from builtup.train.data import TileDataset
+
+    rng = np.random.default_rng(0)
+    short, _ = stack_tiles(tmp_path / "A_a" / "stack", 2, rng)
+    long, image = stack_tiles(tmp_path / "B_b" / "stack", 4, rng)
+    stacks = {("A_a", "stack"): short, ("B_b", "stack"): long}
+    dataset = TileDataset(stack_rows("A_a", "B_b"), stacks, "series_db2", [-12.0] * 2, [3.0] * 2)
+    x, y = default_collate([dataset[0], dataset[1]])
+    assert x.shape == (2, 32, 32, 4 * 2) and y.shape == (2, 32, 32)
+    assert (x[0, ..., 4:] == 0).all()  # A_a: two acquisitions, two of padding
+    assert (x[0, :, :16, 2:4] == 0).all() and (x[0, :, 16:, 2:4] != 0).all()
+    expected = (image[:2, :, :] + 12) / 3  # B_b's first acquisition, normalised
+    np.testing.assert_allclose(x[1, ..., :2].numpy().transpose(2, 0, 1), expected, rtol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "architecture, encoder", [("lwrefinenet", "mobilenetv2_050"), ("FPN", "resnet18")]
+)
+def test_a_fused_model_is_order_free_and_leaves_absent_acquisitions_out(architecture, encoder):
+    torch.manual_seed(0)
+    model = build_model(network(architecture, encoder), 2, None, fused=True).eval()
+    x = torch.randn(2, 4 * 2, 64, 64)
+    x[0, 4:] = 0  # the first sample: two acquisitions and two of padding
+    with torch.no_grad():
+        out = model(x)
+        reordered = model(x.unflatten(1, (4, 2))[:, [3, 1, 0, 2]].flatten(1, 2))
+        alone = model(x[:1, :4])
+    assert out.shape == (2, 2, 64, 64)
+    torch.testing.assert_close(reordered, out, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(alone, out[:1], atol=1e-4, rtol=1e-4)

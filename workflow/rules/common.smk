@@ -10,7 +10,6 @@ from builtup.core.recipes import get_recipe
 from builtup.config.encoders import LIBRARIES, weights_file
 from builtup.config.experiment import read_experiment, workflow_delivery
 from builtup.prepare.folds import ALL_CITIES
-from builtup.prepare.temporal import orbit_of
 from builtup.config.schema import check_against_schema
 from builtup.evaluate.leaderboard import ensemble_settings, experiment_settings
 from builtup.config.sheet import check_cities, read_sheet
@@ -230,10 +229,6 @@ def city_rasters(wildcards):
     ]
 
 
-def city_orbits(wildcards):
-    return [orbit_of(scene) for scene in scenes_of(wildcards.city)]
-
-
 def training_scene_files(pattern):
     """The pattern for every training scene, and the training cities' stacks when used."""
     stacks = [STACK] if stacks_used() else []
@@ -445,6 +440,14 @@ def leaderboard_settings():
         for name, members in ENSEMBLES.items()
     }
     return {**experiments, **ensembles}
+
+
+def labelled_city_facts():
+    """Split and number of acquisitions of each labelled city, for the table per city."""
+    return {
+        city: {"split": city_split(city), "acquisitions": len(scenes_of(city))}
+        for city in LABELLED_CITIES
+    }
 
 
 def delivered_summaries():

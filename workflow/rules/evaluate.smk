@@ -73,11 +73,17 @@ rule leaderboard:
         cities=[f"results/evaluation/{name}/cities.tsv" for name in delivered_names()],
         baseline="results/baseline/summary.json",
     output:
-        report(
+        leaderboard=report(
             "results/evaluation/leaderboard.tsv",
             caption="../report/leaderboard.rst",
             category="Metrics",
             labels={"experiment": "all", "table": "leaderboard"},
+        ),
+        cities=report(
+            "results/evaluation/cities.tsv",
+            caption="../report/cities.rst",
+            category="Metrics",
+            labels={"experiment": "all", "table": "F1 per city"},
         ),
     log:
         "results/logs/leaderboard.log",
@@ -93,5 +99,6 @@ rule leaderboard:
         names=delivered_names(),
         kinds=delivered_kinds(),
         settings=leaderboard_settings(),
+        cities=labelled_city_facts(),
     script:
         "../../scripts/leaderboard.py"

@@ -60,8 +60,6 @@ rule temporal_stack:
     resources:
         mem_mb=2000,
         runtime=30,
-    params:
-        orbits=city_orbits,
     script:
         "../../scripts/temporal_stack.py"
 

@@ -77,13 +77,15 @@ class ScheduleSettings:
 
 @dataclass(frozen=True)
 class SamplerSettings:
-    """Training draws: tiles (or scene windows) with / without built-up pixels, weighted."""
+    """Training draws: tiles (or scene windows) with / without built-up pixels, weighted;
+    of a stack, a random subset of at least ``min_acquisitions`` acquisitions each."""
 
     with_target: float
     without_target: float
     samples_per_epoch: int | None
     source: str
     window: int
+    min_acquisitions: int | None
 
 
 @dataclass(frozen=True)
@@ -155,7 +157,13 @@ class Experiment:
 
     @property
     def channels(self) -> int:
+        """Input channels of the network (of each acquisition, when it fuses them)."""
         return get_recipe(self.recipe).channels
+
+    @property
+    def fused(self) -> bool:
+        """Whether the network fuses a stack's acquisitions itself (a series recipe)."""
+        return get_recipe(self.recipe).series
 
     def to_dict(self) -> dict:
         """Plain data (for checkpoints and logs); :meth:`from_dict` reads it back."""

@@ -1,8 +1,13 @@
 """Input recipes: pure functions from a tile of one kind of raster to model input.
 
 A scene recipe reads the 3-band linear tile (VH, VV, (VH+VV)/2); a stack recipe reads
-a city's temporal stack (dB statistics, :mod:`builtup.core.bands`). A recipe is a list
-of named channels of one kind. Each channel is a function of one tile's
+a city's temporal stack (VV and VH in dB of each acquisition, :mod:`builtup.core.bands`)
+and computes per-pixel statistics over the acquisitions it is given (every one at
+prediction, a random subset while training); a series recipe reads a stack too, and
+keeps the acquisitions apart for a model that fuses them itself: (A, C, H, W), the
+same C channels of each of the A acquisitions, NaN where an acquisition has no data
+(normalisation turns them into 0, and a model leaves an all-0 acquisition out).
+A recipe is a list of named channels of one kind. Each channel is a function of one tile's
 :class:`Features`, which computes every channel (and the dB bands) at most
 once, so the tile statistics evaluate a channel shared by several recipes only
 once. A recipe called on ``x`` (3, H, W) float32 and the boolean ``valid``
@@ -18,7 +23,7 @@ from functools import cached_property
 
 import numpy as np
 
-from builtup.core.bands import SCENE, SCENE_BANDS, STACK, STACK_BANDS
+from builtup.core.bands import SCENE, SCENE_BANDS, STACK, STACK_POLARISATIONS
 
 DB_FLOOR = 1e-6  # -60 dB: floor for the logarithm of backscatter (and of negative outliers)
 
@@ -34,28 +39,44 @@ def zero_invalid(array: np.ndarray, valid: np.ndarray) -> None:
 
 
 class Features:
-    """The channels of one tile, each computed on first use and kept."""
+    """The channels of one tile, each computed on first use and kept; ``channels``: the
+    functions of its kind of channel, by name (one of :data:`CHANNELS`)."""
 
-    def __init__(self, x: np.ndarray, valid: np.ndarray):
+    def __init__(self, x: np.ndarray, valid: np.ndarray, channels: dict | None = None):
         self.x, self.valid = x, valid
+        self.functions = SCENE_CHANNELS if channels is None else channels
         self._channels: dict[str, np.ndarray] = {}
 
     @cached_property
     def db(self) -> np.ndarray:
         return to_db(self.x)
 
+    @cached_property
+    def acquisitions(self) -> np.ndarray:
+        """A stack's (A, 2, H, W) VV and VH in dB, NaN where an acquisition has no data."""
+        return self.x.reshape(-1, len(STACK_POLARISATIONS), *self.x.shape[1:])
+
+    @cached_property
+    def present(self) -> np.ndarray:
+        """(A, H, W): where each acquisition of a stack has data."""
+        return ~np.isnan(self.acquisitions).any(axis=1)
+
+    @cached_property
+    def count(self) -> np.ndarray:
+        return self.present.sum(axis=0, dtype=np.int32)
+
     def __getitem__(self, name: str) -> np.ndarray:
         if name not in self._channels:
-            self._channels[name] = CHANNELS[name](self).astype(np.float32, copy=False)
+            self._channels[name] = self.functions[name](self).astype(np.float32, copy=False)
         return self._channels[name]
 
     def stack(self, names: tuple[str, ...]) -> np.ndarray:
-        """(C, H, W) float32 of the named channels, 0 at invalid pixels."""
-        out = np.empty((len(names), *self.valid.shape), dtype=np.float32)
-        for index, name in enumerate(names):
-            out[index] = self[name]
+        """(C, H, W) float32 of the named channels, 0 at invalid pixels; (A, C, H, W) for
+        channels of each acquisition (series)."""
+        channels = [self[name] for name in names]
+        out = np.stack(channels, axis=-3) if channels else np.empty((0, *self.valid.shape))
         zero_invalid(out, self.valid)
-        return out
+        return out.astype(np.float32, copy=False)
 
 
 def _band(index: int) -> Callable[[Features], np.ndarray]:
@@ -102,11 +123,59 @@ SCENE_CHANNELS: dict[str, Callable[[Features], np.ndarray]] = {
     "sqrt(vh^2+vv^2)": lambda f: np.sqrt(f["vh"] * f["vh"] + f["vv"] * f["vv"]),
     **{f"clip({band},0,2)": _clipped(i, 0.0, 2.0) for i, band in enumerate(SCENE_BANDS)},
 }
+
+
+def _polarisation(f: Features, pol: str) -> np.ndarray:
+    """(A, H, W) of one polarisation of a stack, in dB, NaN where no data."""
+    return f.acquisitions[:, STACK_POLARISATIONS.index(pol)]
+
+
+def _temporal_mean(pol: str) -> Callable[[Features], np.ndarray]:
+    def channel(f: Features) -> np.ndarray:
+        total = np.where(f.present, _polarisation(f, pol), np.float32(0)).sum(axis=0)
+        return total / np.maximum(f.count, 1)
+
+    return channel
+
+
+def _temporal_std(pol: str) -> Callable[[Features], np.ndarray]:
+    """The sample standard deviation (n - 1): unlike the population's, its square has the same
+    expectation whatever the number of acquisitions; 0 where a pixel has one acquisition."""
+
+    def channel(f: Features) -> np.ndarray:
+        deviation = np.where(f.present, _polarisation(f, pol) - f[f"{pol}_mean"], np.float32(0))
+        squares = np.square(deviation).sum(axis=0)
+        return np.sqrt(squares / np.maximum(f.count - 1, 1))
+
+    return channel
+
+
+def _temporal_extreme(pol: str, reduce) -> Callable[[Features], np.ndarray]:
+    def channel(f: Features) -> np.ndarray:
+        values = reduce.reduce(_polarisation(f, pol), axis=0)  # fmin/fmax: NaN only if all are
+        return np.nan_to_num(values, nan=0.0)
+
+    return channel
+
+
+def _series_band(pol: str) -> Callable[[Features], np.ndarray]:
+    return lambda f: _polarisation(f, pol)
+
+
+STATS = ("mean", "std", "min", "max")
 STACK_CHANNELS: dict[str, Callable[[Features], np.ndarray]] = {
-    **{band: _band(i) for i, band in enumerate(STACK_BANDS)},
+    **{f"{p}_mean": _temporal_mean(p) for p in STACK_POLARISATIONS},
+    **{f"{p}_std": _temporal_std(p) for p in STACK_POLARISATIONS},
+    **{f"{p}_min": _temporal_extreme(p, np.fmin) for p in STACK_POLARISATIONS},
+    **{f"{p}_max": _temporal_extreme(p, np.fmax) for p in STACK_POLARISATIONS},
     "vv_mean-vh_mean": lambda f: f["vv_mean"] - f["vh_mean"],
+    "count": lambda f: f.count,
 }
-CHANNELS = {**SCENE_CHANNELS, **STACK_CHANNELS}
+# Of each acquisition of a stack: (A, H, W)
+SERIES_CHANNELS: dict[str, Callable[[Features], np.ndarray]] = {
+    f"{p}_db": _series_band(p) for p in STACK_POLARISATIONS
+}
+CHANNELS = {"scene": SCENE_CHANNELS, "stack": STACK_CHANNELS, "series": SERIES_CHANNELS}
 
 
 @dataclass(frozen=True)
@@ -114,15 +183,27 @@ class Recipe:
     name: str
     channel_names: tuple[str, ...]  # keys of CHANNELS, which say what each channel is
     kind: str = SCENE  # the kind of raster it reads: SCENE or STACK
+    series: bool = False  # a stack's acquisitions kept apart, for a model that fuses them
 
     def __post_init__(self):
-        known = STACK_CHANNELS if self.kind == STACK else SCENE_CHANNELS
-        unknown = [c for c in self.channel_names if c not in known]
+        if self.series and self.kind != STACK:
+            raise ValueError(f"recipe {self.name}: a series reads a stack")
+        unknown = [c for c in self.channel_names if c not in self.functions]
         if unknown:
-            raise ValueError(f"recipe {self.name}: no {self.kind} channel {unknown[0]!r}")
+            raise ValueError(f"recipe {self.name}: no {self.family} channel {unknown[0]!r}")
+
+    @property
+    def family(self) -> str:
+        """Which channels it is made of: those of a scene, of a stack, or of a series."""
+        return "series" if self.series else self.kind
+
+    @property
+    def functions(self) -> dict:
+        return CHANNELS[self.family]
 
     @property
     def channels(self) -> int:
+        """Input channels of the model (of each acquisition, for a series)."""
         return len(self.channel_names)
 
     @property
@@ -131,11 +212,11 @@ class Recipe:
         the whole sample), so that the recipe of a strip equals that of its windows."""
         return not any(name.startswith("minmax_pow") for name in self.channel_names)
 
+    def features(self, x: np.ndarray, valid: np.ndarray) -> Features:
+        return Features(x, valid, self.functions)
+
     def __call__(self, x: np.ndarray, valid: np.ndarray) -> np.ndarray:
-        return Features(x, valid).stack(self.channel_names)
-
-
-STATS = ("mean", "std", "min", "max")
+        return self.features(x, valid).stack(self.channel_names)
 
 
 def _named(template: str) -> tuple[str, ...]:
@@ -158,10 +239,11 @@ RECIPES: dict[str, Recipe] = {
         # The 2nd-place solution's input (tdyczek/unosat): linear VV and VH clipped to [0, 2]
         Recipe("vvvh_clip2", ("clip(vv,0,2)", "clip(vh,0,2)")),
         # Over the acquisitions, so the same channels whatever their number (1 to 16 and more);
-        # min and max widen with more acquisitions, the means and the spread do not.
+        # min and max widen with more acquisitions, the means and the sample spread do not.
         Recipe("stack_mean", ("vv_mean", "vh_mean", "vv_mean-vh_mean"), STACK),
         Recipe("stack_mean_std", ("vv_mean", "vh_mean", "vv_std", "vh_std"), STACK),
-        Recipe("stack_all", tuple(f"{p}_{s}" for s in STATS for p in ("vv", "vh")), STACK),
+        Recipe("stack_all", tuple(f"{p}_{s}" for s in STATS for p in STACK_POLARISATIONS), STACK),
+        Recipe("series_db2", ("vv_db", "vh_db"), STACK, series=True),
     )
 }
 

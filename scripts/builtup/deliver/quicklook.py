@@ -10,10 +10,10 @@ import pandas as pd
 import rasterio
 from rasterio.enums import Resampling
 
-from builtup.core.bands import STACK, STACK_BANDS, raster_kind
+from builtup.core.bands import STACK, raster_kind
 from builtup.core.classes import IGNORE
 from builtup.core.probability import read_probability
-from builtup.core.recipes import to_db
+from builtup.core.recipes import get_recipe, to_db
 from builtup.figures.panels import plt, sample_row, save_figure, stretch
 
 
@@ -57,9 +57,10 @@ def plot_quicklook(
 def vv_db(src, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
     """(VV in dB, valid) at ``shape``: the scene's VV, or a temporal stack's mean VV."""
     if raster_kind(src.descriptions) == STACK:
-        vv = src.read(STACK_BANDS.index("vv_mean") + 1, out_shape=shape)
-        valid = np.isfinite(vv)
-        return np.where(valid, vv, np.float32(0)), valid
+        bands = src.read(out_shape=(src.count, *shape))
+        features = get_recipe("stack_mean").features(bands, np.ones(shape, bool))
+        valid = features.count > 0
+        return np.where(valid, features["vv_mean"], np.float32(0)), valid
     vv = src.read(2, out_shape=shape)
     return to_db(vv), vv != 0
 

@@ -360,16 +360,37 @@ def label_polygons(layout: Layout, style: str = "districts") -> list:
 # -- acquisitions and files -------------------------------------------------------------------
 
 
-def acquisitions(city: City, city_index: int, count: int, size: int) -> list[Acquisition]:
+Counts = int | tuple[int, int]  # acquisitions per city: a number, or a (low, high) range
+REPEAT_CHANCE = 0.25  # in a city of drawn count: chance that an acquisition repeats a date
+
+
+def acquisition_count(counts: Counts, seed: int, city_index: int) -> int:
+    """A city's number of acquisitions: the number given, or drawn from the range by seed."""
+    if isinstance(counts, int):
+        return counts
+    low, high = counts
+    return int(np.random.default_rng([seed, city_index, 3]).integers(low, high + 1))
+
+
+def acquisitions(
+    city: City, city_index: int, counts: Counts, size: int, seed: int = 0
+) -> list[Acquisition]:
+    """A city's acquisitions, alternating descending and ascending looks 12 days apart. With
+    a range of counts, each acquisition after the first may repeat the previous date and
+    orbit (another product of the same pass), as the challenge's data had."""
     cx, cy = city_centre(city)
     half = size * PIXEL / 2
+    repeats = np.random.default_rng([seed, city_index, 4])
     result = []
-    for k in range(count):
+    for k in range(acquisition_count(counts, seed, city_index)):
         orbit = "DES" if k % 2 == 0 else "ASC"
         day = date(2015, 1, 8) + timedelta(days=12 * k + 6 * city_index)
         suffix = ""
-        if city.name == SAME_DATE_CITY and k == 1:
-            orbit, day, suffix = "DES", result[0].day, "_1"
+        same_date = city.name == SAME_DATE_CITY and k == 1
+        if not isinstance(counts, int) and k > 0 and not result[-1].suffix:
+            same_date = same_date or repeats.random() < REPEAT_CHANCE
+        if same_date:
+            orbit, day, suffix = result[-1].orbit, result[-1].day, "_1"
         transform = Affine(PIXEL, 0, cx - half, 0, -PIXEL, cy + half)
         if city.name == SHIFTED_GRID_CITY and k == 1:
             transform = Affine(10.0027, 0, cx - half + 2.16, 0, -10.0027, cy + half - 1.84)
@@ -478,18 +499,24 @@ def generate(
     size: int = 1024,
     train: int = 4,
     test: int = 2,
-    acquisitions_per_city: int = 2,
+    acquisitions_per_city: Counts = 2,
+    test_acquisitions: Counts | None = None,
     label_style: str = "districts",
 ) -> list[dict]:
     """Write the whole demo data set under ``root``; return one record per acquisition.
-    ``label_style``: see :func:`label_polygons`."""
+    ``acquisitions_per_city``: a number or a (low, high) range drawn per city;
+    ``test_acquisitions``: the test cities' (default: the same); ``label_style``: see
+    :func:`label_polygons`."""
     root = Path(root)
     records = []
     for city in demo_cities(train, test):
         city_index = (TRAIN_CITIES + TEST_CITIES).index(city)
         layout = build_layout(seed, city_index, size)
         write_labels(layout, city, label_path(root, city), label_style)
-        for acq in acquisitions(city, city_index, acquisitions_per_city, size):
+        counts = acquisitions_per_city
+        if city.split == "test" and test_acquisitions is not None:
+            counts = test_acquisitions
+        for acq in acquisitions(city, city_index, counts, size, seed):
             paths = write_acquisition(acq, layout, root, seed, city_index)
             if city.name in BORDER_MASK_CITIES and acq.index == 0:
                 write_border_mask(Path(paths["vv"]))

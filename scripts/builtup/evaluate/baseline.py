@@ -19,13 +19,12 @@ import logging
 import numpy as np
 import pandas as pd
 
-from builtup.core.bands import STACK_BANDS
 from builtup.core.classes import BUILTUP, IGNORE
 from builtup.core.rasters import (
     atomic_path,
     paired_strips,
 )
-from builtup.core.recipes import to_db
+from builtup.core.recipes import get_recipe, to_db
 from builtup.core.scores import scores
 from builtup.deliver.threshold import best_level, confusion_at, leave_one_out
 
@@ -79,11 +78,12 @@ def _empty() -> np.ndarray:
 
 def city_mean_db_histograms(stack_path, mask_path) -> np.ndarray:
     """(2 bands, 2 classes, bins) counts of the mean dB over a city's acquisitions: the VH and
-    VV means of its temporal stack (:mod:`builtup.prepare.temporal`)."""
+    VV means over every acquisition of its temporal stack (:mod:`builtup.prepare.temporal`)."""
     hist = _empty()
-    bands = [STACK_BANDS.index(name) + 1 for name in ("vh_mean", "vv_mean", "count")]
-    for values, mask in paired_strips(stack_path, mask_path, indexes=bands):
-        hist += db_histograms(values[:2], mask, values[2] > 0)
+    means = get_recipe("stack_mean")
+    for values, mask in paired_strips(stack_path, mask_path, indexes=None):
+        features = means.features(values, mask != IGNORE)
+        hist += db_histograms(features.stack(("vh_mean", "vv_mean")), mask, features.count > 0)
     return hist
 
 

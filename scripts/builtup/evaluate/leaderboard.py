@@ -1,4 +1,5 @@
-"""One table that ranks every delivered experiment and ensemble against the baselines.
+"""One table that ranks every delivered experiment and ensemble against the baselines, and
+one of F1 per city beside each city's number of acquisitions.
 
 Models are scored out of fold on the training cities (each city predicted by the model that
 never saw it, at the threshold of the other training cities) and on the labelled test cities
@@ -18,6 +19,7 @@ import pandas as pd
 
 from builtup.core.bands import SCENE, STACK
 from builtup.core.rasters import atomic_path
+from builtup.core.recipes import get_recipe
 
 if TYPE_CHECKING:  # the leaderboard job's env has no jsonschema: types only
     from builtup.config.experiment import DeliverySettings, Experiment
@@ -39,8 +41,9 @@ COLUMNS = [
 
 
 def experiment_settings(experiment: Experiment) -> dict:
-    """What distinguishes an experiment in the table: the input it reads (scene or stack),
-    network, recipe, training samples, window stitching, TTA and city aggregation."""
+    """What distinguishes an experiment in the table: the input it reads (a scene, a stack's
+    statistics or a series of acquisitions), network, recipe, training samples, window
+    stitching, TTA and how a city's acquisitions make its map."""
     model, sampler, stitch = experiment.model, experiment.sampler, experiment.prediction
     weights = model.encoder_weights
     init = {None: "random", "imagenet": "ImageNet"}.get(weights, "weights file")
@@ -50,7 +53,7 @@ def experiment_settings(experiment: Experiment) -> dict:
     else:
         stitching = f"blend {stitch.window}/{stitch.overlap}"
     return {
-        "input": experiment.kind,
+        "input": get_recipe(experiment.recipe).family,
         "architecture": f"{model.architecture} {model.encoder} ({init})",
         "recipe": experiment.recipe,
         "sampling": (
@@ -60,10 +63,15 @@ def experiment_settings(experiment: Experiment) -> dict:
         ),
         "stitching": stitching,
         "tta": experiment.tta,
-        "aggregation": (
-            "one stack per city" if experiment.kind == STACK else experiment.delivery.aggregation
+        "aggregation": AGGREGATIONS.get(
+            get_recipe(experiment.recipe).family, experiment.delivery.aggregation
         ),
     }
+
+
+# How a stack experiment turns a city's acquisitions into one map (a scene experiment: its
+# delivery aggregation of the acquisitions' answers)
+AGGREGATIONS = {STACK: "stack statistics", "series": "learned fusion"}
 
 
 def ensemble_settings(members: dict[str, dict], delivery: DeliverySettings) -> dict:
@@ -121,17 +129,39 @@ def baseline_rows(baselines: dict) -> list[dict]:
     ]
 
 
+def city_table(table: pd.DataFrame, cities: dict[str, dict]) -> pd.DataFrame:
+    """One row per labelled city: its split, its number of acquisitions and how its F1 was
+    scored, then the F1 of each leaderboard row (model or baseline) on it."""
+    rows = []
+    for city, facts in cities.items():
+        row = {
+            "city": city,
+            "split": facts["split"],
+            "acquisitions": facts["acquisitions"],
+            "scored": "out of fold" if facts["split"] == "train" else "test",
+        }
+        column = f"f1 {city}"
+        for name, value in zip(table["name"], table.get(column, []), strict=False):
+            row[name] = value
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
 def write_leaderboard(
     metrics: dict[str, tuple[str, str]],
     kinds: dict[str, str],
     settings: dict[str, dict],
     baseline_path,
     out_path,
+    cities: dict[str, dict],
+    cities_path,
 ):
     """``metrics``: the metrics ``summary.json`` and ``cities.tsv`` by experiment or ensemble
     name; ``kinds``: whether each is an ``experiment`` or an ``ensemble``; ``settings``: what
     distinguishes each (:func:`experiment_settings`). One row each and per baseline, the
-    overall scores and the F1 of each city; sorted by test F1, then training F1."""
+    overall scores and the F1 of each city; sorted by test F1, then training F1. And at
+    ``cities_path`` the table of :func:`city_table`, from ``cities`` (split and number
+    of acquisitions by city)."""
     rows = [
         model_row(
             name,
@@ -149,5 +179,7 @@ def write_leaderboard(
     )
     with atomic_path(out_path) as tmp:
         table.to_csv(tmp, sep="\t", index=False, float_format="%.4f")
+    with atomic_path(cities_path) as tmp:
+        city_table(table, cities).to_csv(tmp, sep="\t", index=False, float_format="%.4f")
     log.info("leaderboard:\n%s", table[["name", "train_f1", "test_f1"]].to_string(index=False))
     return table

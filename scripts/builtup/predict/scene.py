@@ -195,16 +195,19 @@ class ScenePredictor:
     @torch.no_grad()
     def built_up_logits(self, features: torch.Tensor, valid: torch.Tensor, cols, size_x):
         """(N, H, W) built-up logit of the windows at ``cols`` of a strip of recipe
-        features (C, H, W) and its valid mask (H, W), on the device: each fold model's
+        features (C, H, W), or (A, C, H, W) of a series, and its valid mask (H, W), on the
+        device: each fold model's
         normalisation applied to the strip once, its windows run in batches."""
         width = size_x + 2 * self.margin
-        logits = self._logits_buffer((len(cols), 2, features.shape[1], width))
+        logits = self._logits_buffer((len(cols), 2, features.shape[-2], width))
         for index, (network, (scale, shift)) in enumerate(
             zip(self.networks, self.norms, strict=True)
         ):
             inputs = torch.addcmul(shift, features, scale).masked_fill_(~valid, 0.0)
+            if self.recipe.series:  # an acquisition's pixels without data: 0, as in training
+                inputs = inputs.nan_to_num_(0.0).flatten(0, 1)
             for k in range(0, len(cols), self.batch_size):
-                windows = [inputs[:, :, c : c + width] for c in cols[k : k + self.batch_size]]
+                windows = [inputs[..., c : c + width] for c in cols[k : k + self.batch_size]]
                 out = self.logits(network, torch.stack(windows))
                 if index == 0:
                     logits[k : k + len(windows)] = out
@@ -307,12 +310,12 @@ class _StripReader:
         shared = 0
         if self.last is not None and self.last[0] <= top:
             last_top, last_features, _ = self.last
-            shared = max(0, min(last_top + last_features.shape[1] - top, count))
+            shared = max(0, min(last_top + last_features.shape[-2] - top, count))
         features, valid = self._fresh(top + shared, count - shared)
         if shared:
             last_top, last_features, last_valid = self.last
             kept = slice(top - last_top, top - last_top + shared)
-            features = np.concatenate([last_features[:, kept], features], axis=1)
+            features = np.concatenate([last_features[..., kept, :], features], axis=-2)
             valid = np.concatenate([last_valid[kept], valid], axis=0)
         self.last = (top, features, valid)
         return features, valid

@@ -91,8 +91,8 @@ def reproject_polygons(polygons: list, src_crs, dst_crs) -> list:
 def rasterize_mask(
     scene_path: str | Path, label_path: str | Path, out_path: str | Path, all_touched: bool = True
 ) -> dict:
-    """Mask on the grid of a scene (or a stack): 0 background, 1 built-up, 255 where its
-    first band is nodata."""
+    """Mask on the grid of a scene (or a stack): 0 background, 1 built-up, 255 where every
+    band is nodata (a scene's bands have data together; a stack's where any acquisition has)."""
     polygons, label_crs = load_polygons(label_path)
     with open_raster(scene_path) as scene:
         projected = reproject_polygons(polygons, label_crs, scene.crs)
@@ -108,7 +108,8 @@ def rasterize_mask(
                 hits = tree.query(shapely.box(*bounds))
                 shape_hw = (int(window.height), int(window.width))
                 mask = _burn([projected[i] for i in hits], shape_hw, transform, all_touched)
-                mask[is_nodata(read_window(scene, scene_path, window, 1), scene.nodata)] = IGNORE
+                values = read_window(scene, scene_path, window)
+                mask[is_nodata(values, scene.nodata).all(axis=0)] = IGNORE
                 dst.write(mask, 1, window=window)
                 counts += np.bincount(mask.ravel(), minlength=256)
     summary = {

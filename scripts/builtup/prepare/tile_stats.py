@@ -11,12 +11,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from builtup.core.bands import BANDS, kind_of
+from builtup.core.bands import BANDS, SCENE, STACK, kind_of
 from builtup.core.classes import BUILTUP, IGNORE
 from builtup.core.moments import Moments
 from builtup.core.parallel import in_order
 from builtup.core.rasters import atomic_path
-from builtup.core.recipes import Features, get_recipe
+from builtup.core.recipes import CHANNELS, Features, get_recipe
 from builtup.prepare.tiles import TileSet
 
 log = logging.getLogger(__name__)
@@ -68,14 +68,13 @@ def tile_statistics(
     """
     windows = tiles.meta()["windows"]
     kind = kind_of(scene)
-    bands = BANDS[kind]
     recipes = tuple(name for name in recipes if get_recipe(name).kind == kind)
     moments = {name: Moments(get_recipe(name).channels) for name in recipes}
     rows = []
     with ThreadPoolExecutor(threads) as pool:
         summaries = in_order(
             pool,
-            lambda tile: _tile_summary(*tile, bands, rules, recipes),
+            lambda tile: _tile_summary(*tile, kind, rules, recipes),
             tiles.iter_tiles(),
             threads,
         )
@@ -104,35 +103,44 @@ def tile_statistics(
 def _tile_summary(
     image: np.ndarray,
     mask: np.ndarray,
-    bands: tuple[str, ...],
+    kind: str,
     rules: SkipRules,
     recipes: tuple[str, ...],
 ) -> tuple[dict, dict[str, Moments]]:
+    """The tile's table row (of its bands; of a stack, the statistics over all its
+    acquisitions) and the moments of each recipe's channels, every channel computed once."""
     valid = mask != IGNORE
     index = valid_index(valid)
-    record, band_moments = _tile_record(image, mask, valid, index, bands, rules)
+    bands = BANDS[kind]
+    features = {kind: Features(image, valid, CHANNELS[kind])}
+    summarised = image if kind == SCENE else features[STACK].stack(bands)
+    record, band_moments = _tile_record(summarised, mask, valid, index, bands, rules)
     if record["skip"]:
         return record, {}
-    features = Features(image, valid)
-    channels = _channel_moments(features, index, bands, recipes, band_moments)
-    moments = {
-        name: Moments.stack([channels[c] for c in get_recipe(name).channel_names])
-        for name in recipes
-    }
+    channels = {(kind, band): band_moments.channel(i) for i, band in enumerate(bands)}
+    moments = {}
+    for name in recipes:
+        recipe = get_recipe(name)
+        family = features.setdefault(recipe.family, recipe.features(image, valid))
+        for channel in recipe.channel_names:
+            if (recipe.family, channel) not in channels:
+                channels[(recipe.family, channel)] = _channel_moments(family, channel, index)
+        moments[name] = Moments.stack(
+            [channels[(recipe.family, channel)] for channel in recipe.channel_names]
+        )
     return record, moments
 
 
-def _channel_moments(
-    features: Features, index, bands: tuple[str, ...], recipes: tuple[str, ...], band_moments
-) -> dict[str, Moments]:
-    """Moments of every channel the recipes use, each computed once (the bands' are known)."""
-    channels = {band: band_moments.channel(i) for i, band in enumerate(bands)}
-    for name in recipes:
-        for channel in get_recipe(name).channel_names:
-            if channel not in channels:
-                channels[channel] = Moments(1)
-                channels[channel].add(valid_values(features[channel][None], index))
-    return channels
+def _channel_moments(features: Features, channel: str, index) -> Moments:
+    """Moments of one channel over the valid pixels (of a series channel, over every
+    acquisition's pixels with data)."""
+    values = features[channel]
+    moments = Moments(1)
+    if values.ndim == 3:
+        moments.add(values[features.present & features.valid][None])
+    else:
+        moments.add(valid_values(values[None], index))
+    return moments
 
 
 def valid_index(valid: np.ndarray) -> slice | np.ndarray:

@@ -12,7 +12,7 @@ import pandas as pd
 import torch
 from torch.utils.data import Dataset, Sampler, get_worker_info
 
-from builtup.core.bands import SCENE, kind_of
+from builtup.core.bands import SCENE, STACK, STACK_POLARISATIONS, kind_of, stacked_scenes
 from builtup.core.classes import IGNORE
 from builtup.core.errors import InputError
 from builtup.core.recipes import get_recipe, zero_invalid
@@ -63,6 +63,24 @@ def stacks_of(rows: pd.DataFrame, stacks: dict[tuple[str, str], TileSet]) -> dic
     return {key: stacks[key] for key in scenes}
 
 
+def series_length(recipe: str, tile_sets) -> int:
+    """For a series recipe, the most acquisitions of any of the stacks' tile sets (the
+    length its samples are padded to); 0 for any other recipe."""
+    if not get_recipe(recipe).series:
+        return 0
+    return max((len(stacked_scenes(t.meta()["bands"]) or ()) for t in tile_sets), default=0)
+
+
+def drawn_acquisitions(image: np.ndarray, least: int, rng: np.random.Generator) -> np.ndarray:
+    """The bands of a random subset of a stack tile's acquisitions: a count drawn uniformly
+    from ``least`` (or all, if fewer) to all, then that many acquisitions in random order."""
+    bands = len(STACK_POLARISATIONS)
+    total = image.shape[0] // bands
+    count = int(rng.integers(min(least, total), total + 1))
+    chosen = rng.choice(total, count, replace=False)
+    return image.reshape(total, bands, *image.shape[1:])[chosen].reshape(-1, *image.shape[1:])
+
+
 class SampleDataset(Dataset):
     """(input, mask) pairs: recipe applied, normalised with the fold's statistics, augmented.
 
@@ -70,25 +88,55 @@ class SampleDataset(Dataset):
     Inputs come out channels-last, (H, W, C) float32, because augmentation works
     on that layout and channels-last is what the GPU models run fastest on:
     the model permutes the batch to (N, C, H, W) without a copy.
+
+    Of a stack, each sample reads a random subset of at least ``min_acquisitions`` of its
+    acquisitions (None: all of them); pixels where none of them has data are ignored. A
+    series comes out as (H, W, ``series_length`` x C), acquisitions after the sample's
+    own all 0 (left out by the fusion model), so that cities of any count share a batch.
     """
 
-    def __init__(self, recipe: str, mean: list[float], std: list[float], augmentation=None):
+    def __init__(
+        self,
+        recipe: str,
+        mean: list[float],
+        std: list[float],
+        augmentation=None,
+        min_acquisitions: int | None = None,
+        series_length: int = 0,
+    ):
         self.recipe = get_recipe(recipe)
         self.mean = np.asarray(mean, np.float32)[:, None, None]
         self.std = np.asarray(std, np.float32)[:, None, None]
         self.augmentation = augmentation
+        self.min_acquisitions = min_acquisitions if self.recipe.kind == STACK else None
+        self.series_length = series_length
+        self.draws = np.random.default_rng(0)
         self.rank = 0  # the DDP rank whose draws it serves (its augmentation seeds)
+
+    def seed(self, seed: int) -> None:
+        """Seed this process's random draws: augmentation and acquisition subsets."""
+        if self.augmentation is not None:
+            self.augmentation.set_random_seed(seed)
+        self.draws = np.random.default_rng(seed)
 
     def read(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         raise NotImplementedError
 
     def __getitem__(self, index: int):
         image, mask = self.read(index)
+        if self.recipe.kind == STACK:
+            if self.min_acquisitions is not None:
+                image = drawn_acquisitions(image, self.min_acquisitions, self.draws)
+            mask[np.isnan(image).all(axis=0)] = IGNORE
         valid = mask != IGNORE
         x = self.recipe(image, valid)
         x -= self.mean
         x /= self.std
         zero_invalid(x, valid)
+        if self.recipe.series:
+            np.nan_to_num(x, copy=False, nan=0.0)
+            padding = np.zeros((self.series_length - len(x), *x.shape[1:]), np.float32)
+            x = np.concatenate([x, padding]).reshape(-1, *x.shape[2:])
         x = cv2.merge(list(x))  # (H, W, C), ten times faster than a numpy transpose copy
         if self.augmentation is not None:
             out = self.augmentation(image=x, mask=mask)
@@ -109,9 +157,12 @@ class TileDataset(SampleDataset):
         mean: list[float],
         std: list[float],
         augmentation=None,
+        min_acquisitions: int | None = None,
     ):
-        super().__init__(recipe, mean, std, augmentation)
-        self.stacks = stacks_of(rows, stacks)
+        stacks = stacks_of(rows, stacks)
+        length = series_length(recipe, stacks.values())
+        super().__init__(recipe, mean, std, augmentation, min_acquisitions, length)
+        self.stacks = stacks
         self.keys = [
             ((c, s), int(t))
             for c, s, t in zip(rows["city"], rows["scene"], rows["tile"], strict=True)
@@ -139,16 +190,15 @@ def augmentation_seed(base: int, rank: int, worker: int | None = None) -> int:
     return int(np.random.SeedSequence(words).generate_state(1)[0])
 
 
-def seed_worker_augmentation(worker_id: int) -> None:
-    """Give each loader worker of each DDP rank its own, reproducible augmentation stream
-    (``torch.initial_seed()`` alone is the same on every rank)."""
+def seed_worker(worker_id: int) -> None:
+    """Give each loader worker of each DDP rank its own, reproducible random draws
+    (augmentation, acquisition subsets; ``torch.initial_seed()`` alone is the same on
+    every rank)."""
     info = get_worker_info()
-    augmentation = getattr(info.dataset, "augmentation", None)
-    if augmentation is not None:
-        rank = getattr(info.dataset, "rank", 0)
-        seed = augmentation_seed(torch.initial_seed(), rank, worker_id)
-        augmentation.set_random_seed(seed)
-        log.info("augmentation seed %d (process %d, loader worker %d)", seed, rank + 1, worker_id)
+    rank = getattr(info.dataset, "rank", 0)
+    seed = augmentation_seed(torch.initial_seed(), rank, worker_id)
+    info.dataset.seed(seed)
+    log.info("draws seed %d (process %d, loader worker %d)", seed, rank + 1, worker_id)
 
 
 class TargetWeightedSampler(Sampler[int]):

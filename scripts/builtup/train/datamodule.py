@@ -16,7 +16,7 @@ from builtup.train.data import (
     TileDataset,
     augmentation_seed,
     fold_tiles,
-    seed_worker_augmentation,
+    seed_worker,
     stacks_of,
 )
 from builtup.train.windows import SceneWindowDataset
@@ -61,17 +61,17 @@ class TrainingData(L.LightningDataModule):
             raise InputError(
                 fold_tiles_tsv, f"no usable training tile of a {kind} (all skipped or none)"
             )
-        augmentation = build_augmentation(experiment.augmentation)
         common = (recipe, norm["mean"], norm["std"])
+        drawn = {
+            "augmentation": build_augmentation(experiment.augmentation),
+            "min_acquisitions": sampler.min_acquisitions,
+        }
         if sampler.source == "scenes":
             self.train_set = SceneWindowDataset(
-                stacks_of(train_rows, stacks),
-                sampler.window,
-                *common,
-                augmentation=augmentation,
+                stacks_of(train_rows, stacks), sampler.window, *common, **drawn
             )
         else:
-            self.train_set = TileDataset(train_rows, stacks, *common, augmentation=augmentation)
+            self.train_set = TileDataset(train_rows, stacks, *common, **drawn)
         self.val_set = TileDataset(fold_tiles(fold_tiles_tsv, "val", kind), stacks, *common)
 
     def epoch_length(self) -> int:
@@ -87,7 +87,7 @@ class TrainingData(L.LightningDataModule):
             sampler=sampler,
             num_workers=self.workers,
             persistent_workers=False,
-            worker_init_fn=seed_worker_augmentation,
+            worker_init_fn=seed_worker,
             pin_memory=self.trainer.strategy.root_device.type == "cuda",
             drop_last=False,
         )
@@ -113,10 +113,10 @@ class TrainingData(L.LightningDataModule):
             len(sampler) * world_size,
         )
         self.train_set.rank = rank
-        if self.train_set.augmentation is not None and self.workers == 0:
+        if self.workers == 0:
             seed = augmentation_seed(experiment.seed, rank)
-            self.train_set.augmentation.set_random_seed(seed)
-            log.info("augmentation seed %d (process %d)", seed, rank + 1)
+            self.train_set.seed(seed)
+            log.info("draws seed %d (process %d)", seed, rank + 1)
         return self._loader(self.train_set, sampler, experiment.batch_size)
 
     def val_dataloader(self):

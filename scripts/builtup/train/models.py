@@ -97,7 +97,10 @@ class LWRefineNet(nn.Module):
         return cls.timm_encoder(name, pretrained=True)
 
     def forward(self, x):
-        features = self.encoder(x)
+        return self.decode(self.encoder(x), x.shape[-2:])
+
+    def decode(self, features: list, size) -> torch.Tensor:
+        """Logits at ``size`` from the encoder's features."""
         y = None
         for level in reversed(range(len(features))):
             f = self.lateral[level](features[level])
@@ -106,13 +109,73 @@ class LWRefineNet(nn.Module):
             y = self.refine[level](F.relu(f))
             if level > 0:
                 y = self.project[level - 1](y)
-        return F.interpolate(self.head(y), size=x.shape[-2:], mode="bilinear", align_corners=False)
+        return F.interpolate(self.head(y), size=size, mode="bilinear", align_corners=False)
+
+
+def decode(model: nn.Module, features: list, size) -> torch.Tensor:
+    """Logits of a segmentation model (LW-RefineNet or smp) from its encoder's features."""
+    if isinstance(model, LWRefineNet):
+        return model.decode(features, size)
+    return model.segmentation_head(model.decoder(features))
+
+
+def encoder_channels(model: nn.Module) -> list[int]:
+    if isinstance(model, LWRefineNet):
+        return model.encoder.feature_info.channels()
+    return list(model.encoder.out_channels)
+
+
+class AcquisitionFusion(nn.Module):
+    """One segmentation model on any number of acquisitions of a city: its encoder runs on
+    each acquisition, every level's features are pooled across acquisitions by their mean
+    and their max (order-free, any count), a 1x1 convolution per level maps both back to
+    the level's width, and the model's decoder runs once on the pooled features.
+
+    Input (N, A x C, H, W): A acquisitions of ``channels`` channels each; an acquisition
+    that is 0 everywhere in a sample (padding, or no data in that window) is left out of
+    that sample's pooling. Acquisitions are encoded one at a time, so memory holds one
+    acquisition's features and the pooled sums, whatever A.
+    """
+
+    def __init__(self, model: nn.Module, channels: int):
+        super().__init__()
+        self.model, self.channels = model, channels
+        self.fuse = nn.ModuleList(
+            nn.Conv2d(2 * c, c, 1) if c else nn.Identity() for c in encoder_channels(model)
+        )
+
+    def forward(self, x):
+        series = x.unflatten(1, (-1, self.channels))  # (N, A, C, H, W)
+        present = series.flatten(2).abs().amax(dim=2) > 0  # (N, A)
+        total = peak = None
+        for a in range(series.shape[1]):
+            features = self.model.encoder(series[:, a])
+            keep = present[:, a].view(-1, 1, 1, 1)
+            if total is None:
+                total = [torch.where(keep, f, 0) for f in features]
+                peak = [torch.where(keep, f, -torch.inf) for f in features]
+                continue
+            total = [t + torch.where(keep, f, 0) for t, f in zip(total, features, strict=True)]
+            peak = [
+                torch.maximum(p, torch.where(keep, f, -torch.inf))
+                for p, f in zip(peak, features, strict=True)
+            ]
+        count = present.sum(dim=1).clamp_min(1).view(-1, 1, 1, 1).to(x.dtype)
+        pooled = [
+            fuse(torch.cat([t / count, torch.where(p.isinf(), 0, p)], dim=1)) if t.shape[1] else t
+            for fuse, t, p in zip(self.fuse, total, peak, strict=True)
+        ]
+        return decode(self.model, pooled, x.shape[-2:])
 
 
 def build_model(
-    model_settings: ModelSettings, in_channels: int, weights_file: str | Path | None
+    model_settings: ModelSettings,
+    in_channels: int,
+    weights_file: str | Path | None,
+    fused: bool = False,
 ) -> nn.Module:
-    """The model of an experiment's ``model`` section for ``in_channels`` input channels.
+    """The model of an experiment's ``model`` section for ``in_channels`` input channels (of
+    each acquisition, ``fused``: :class:`AcquisitionFusion` of the model).
 
     ``weights_file``: the file the encoder starts from, whatever ``encoder_weights`` names
     (the training job's copy of the ImageNet weights); without it, ``imagenet`` downloads
@@ -139,7 +202,7 @@ def build_model(
         raise ValueError(f"cannot build {arch} with encoder {encoder!r}: {err}") from None
     if weights and not imagenet:
         load_encoder_weights(model.encoder, verified(weights))
-    return model
+    return AcquisitionFusion(model, in_channels) if fused else model
 
 
 def check_model_names(model_settings: ModelSettings) -> None:

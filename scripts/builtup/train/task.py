@@ -50,7 +50,10 @@ class SegmentationTask(L.LightningModule):
         if not initial_weights:
             model = dataclasses.replace(model, encoder_weights=None)
         self.model = build_model(
-            model, experiment.channels, weights_file if initial_weights else None
+            model,
+            experiment.channels,
+            weights_file if initial_weights else None,
+            fused=experiment.fused,
         )
         if experiment.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)

@@ -18,7 +18,7 @@ import numpy as np
 from builtup.core.classes import BUILTUP, IGNORE
 from builtup.core.errors import InputError
 from builtup.prepare.tiles import TileMosaic, TileSet
-from builtup.train.data import SampleDataset
+from builtup.train.data import SampleDataset, series_length
 
 CELL = 32  # the grid of window positions, and the output stride windows must be a multiple of
 
@@ -79,8 +79,10 @@ class SceneWindowDataset(SampleDataset):
         mean: list[float],
         std: list[float],
         augmentation=None,
+        min_acquisitions: int | None = None,
     ):
-        super().__init__(recipe, mean, std, augmentation)
+        length = series_length(recipe, stacks.values())
+        super().__init__(recipe, mean, std, augmentation, min_acquisitions, length)
         if size % CELL:
             raise ValueError(f"window size {size} is not a multiple of {CELL}")
         self.size = size
