@@ -432,8 +432,7 @@ def delivered_kinds():
 def leaderboard_settings():
     """What distinguishes each delivered experiment and ensemble in the leaderboard."""
     experiments = {
-        name: experiment_settings(EXPERIMENTS[name])
-        for name in config["experiments"]
+        name: experiment_settings(EXPERIMENTS[name]) for name in config["experiments"]
     }
     ensembles = {
         name: ensemble_settings({m: experiments[m] for m in members}, ENSEMBLE_DELIVERY)
