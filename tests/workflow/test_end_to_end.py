@@ -143,13 +143,40 @@ def test_a_stack_experiment_predicts_each_citys_stack_on_its_grid(finished):
         ):
             assert pred.transform == stack.transform and pred.shape == stack.shape
             assert city_map.transform == stack.transform
-            no_acquisition = np.isnan(stack.read(1))
+            no_acquisition = np.isnan(stack.read()).all(axis=0)
             np.testing.assert_array_equal(pred.read(1) == 255, no_acquisition)
         assert (root / f"results/quicklooks/temporal_demo/{city}/stack.png").exists()
     assert (root / "results/submission/temporal_demo/38SLD_Tikrit.shp").exists()
     scenes = pd.read_csv(root / "results/evaluation/temporal_demo/scenes.tsv", sep="\t")
     assert sorted(scenes["city"]) == sorted(TRAIN_CITIES + TEST_CITIES)
     assert set(scenes["scene"]) == {"stack"}
+
+
+def test_three_ways_of_using_a_citys_acquisitions_and_f1_per_city(finished):
+    """Answers per acquisition averaged (demo), stack statistics (temporal_demo), learned
+    fusion (fusion_demo): each a leaderboard row, and the table per city beside its count."""
+    root = finished.root
+    table = pd.read_csv(root / "results/evaluation/leaderboard.tsv", sep="\t").set_index("name")
+    ways = table.loc[["demo", "temporal_demo", "fusion_demo"], ["input", "aggregation"]]
+    assert ways.values.tolist() == [
+        ["scene", "mean"],
+        ["stack", "stack statistics"],
+        ["series", "learned fusion"],
+    ]
+    for city in TRAIN_CITIES + TEST_CITIES:
+        folder = root / "results/predictions/fusion_demo" / city
+        assert [p.name for p in folder.glob("*.tif")] == ["stack.tif"]
+    for fold in TRAIN_CITIES:
+        state = torch.load(root / f"results/models/fusion_demo/{fold}/model.ckpt", "cpu")
+        trained = state["hyper_parameters"]["experiment"]
+        assert trained["recipe"] == "series_db2" and trained["sampler"]["min_acquisitions"] == 2
+        assert any(key.startswith("model.fuse.") for key in state["state_dict"])
+    cities = pd.read_csv(root / "results/evaluation/cities.tsv", sep="\t").set_index("city")
+    assert sorted(cities.index) == sorted(TRAIN_CITIES + TEST_CITIES)
+    assert set(cities["acquisitions"]) == {2} and cities.loc["38SLD_Tikrit", "split"] == "test"
+    for name in ("demo", "temporal_demo", "fusion_demo", "baseline: multi-temporal"):
+        for city in cities.index:
+            assert cities.loc[city, name] == table.loc[name, f"f1 {city}"]
 
 
 def test_folds_hold_scene_and_stack_tiles(finished):

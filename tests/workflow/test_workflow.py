@@ -71,6 +71,7 @@ def test_tiles_stats_and_folds(prepared):
             "stack_mean",
             "stack_mean_std",
             "stack_all",
+            "series_db2",
         }
         db = summary["normalisation"]["db3"]
         assert all(-30 < m < -5 for m in db["mean"]) and all(2 < s < 12 for s in db["std"])
