@@ -175,7 +175,8 @@ STACK_CHANNELS: dict[str, Callable[[Features], np.ndarray]] = {
 SERIES_CHANNELS: dict[str, Callable[[Features], np.ndarray]] = {
     f"{p}_db": _series_band(p) for p in STACK_POLARISATIONS
 }
-CHANNELS = {"scene": SCENE_CHANNELS, "stack": STACK_CHANNELS, "series": SERIES_CHANNELS}
+SERIES = "series"  # the channels of a series recipe: a stack's acquisitions kept apart
+CHANNELS = {SCENE: SCENE_CHANNELS, STACK: STACK_CHANNELS, SERIES: SERIES_CHANNELS}
 
 
 @dataclass(frozen=True)
@@ -195,7 +196,7 @@ class Recipe:
     @property
     def family(self) -> str:
         """Which channels it is made of: those of a scene, of a stack, or of a series."""
-        return "series" if self.series else self.kind
+        return SERIES if self.series else self.kind
 
     @property
     def functions(self) -> dict:

@@ -19,7 +19,7 @@ import pandas as pd
 
 from builtup.core.bands import SCENE, STACK
 from builtup.core.rasters import atomic_path
-from builtup.core.recipes import get_recipe
+from builtup.core.recipes import SERIES, get_recipe
 
 if TYPE_CHECKING:  # the leaderboard job's env has no jsonschema: types only
     from builtup.config.experiment import DeliverySettings, Experiment
@@ -71,7 +71,7 @@ def experiment_settings(experiment: Experiment) -> dict:
 
 # How a stack experiment turns a city's acquisitions into one map (a scene experiment: its
 # delivery aggregation of the acquisitions' answers)
-AGGREGATIONS = {STACK: "stack statistics", "series": "learned fusion"}
+AGGREGATIONS = {STACK: "stack statistics", SERIES: "learned fusion"}
 
 
 def ensemble_settings(members: dict[str, dict], delivery: DeliverySettings) -> dict:

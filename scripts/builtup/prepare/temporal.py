@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import rasterio
 
-from builtup.core.bands import stack_descriptions
+from builtup.core.bands import SCENE_BANDS, STACK_POLARISATIONS, stack_descriptions
 from builtup.core.rasters import (
     FLOAT_CODEC,
     atomic_path,
@@ -33,13 +33,13 @@ from builtup.core.recipes import to_db
 
 log = logging.getLogger(__name__)
 
-POLARISATION_BANDS = (2, 1)  # VV and VH in the 3-band rasters (VH, VV, mean)
+POLARISATION_INDEXES = [SCENE_BANDS.index(pol) for pol in STACK_POLARISATIONS]
 
 
 def stacked_db(bands: np.ndarray) -> np.ndarray:
     """(2, H, W) VV and VH in dB of one acquisition's (3, H, W) linear bands, NaN where the
     acquisition has no data (0)."""
-    out = to_db(bands[[b - 1 for b in POLARISATION_BANDS]])
+    out = to_db(bands[POLARISATION_INDEXES])
     out[:, bands[0] == 0] = np.nan
     return out
 
