@@ -186,7 +186,7 @@ NULL_PREDICT = (
     NULL_SETUP
     + """
 models = [null_model(seed) for seed in range({models})]
-prediction = PredictionSettings('blend', 512, 128, None, 'auto', 8, '{device}')
+prediction = PredictionSettings('blend', 512, 128, None, 'auto', 'all', 8, '{device}')
 predictor = ScenePredictor(models, recipe, '{tta}', prediction, '{device}', PROBABILITY)
 start = time.perf_counter()
 predictor.predict_scene('{work}/scene.tif', '{work}/null_{models}.tif')

@@ -17,6 +17,7 @@ def main(inputs, outputs, params):
         devices=params.devices,
         mlruns=params.mlruns,
         weights_file=inputs.weights[0] if inputs.weights else None,
+        start_model=inputs.start[0] if inputs.start else None,
     )
 
 

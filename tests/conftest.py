@@ -83,6 +83,10 @@ def at_cpu_scale(spec: dict) -> dict:
     in 32-bit precision. Model, input, loss, optimiser, schedule, sampler weights,
     augmentation, stitching, TTA and delivery stay as the file has them."""
     spec = copy.deepcopy(spec)
+    prediction = spec.get("prediction", {})
+    if spec.get("models_of"):  # the models' settings are another file's
+        _scale_prediction(prediction)
+        return spec
     spec.update(epochs=1, batch_size=2, accelerator="cpu", devices=1, precision="32")
     sampler = spec.setdefault("sampler", {})
     sampler["samples_per_epoch"] = 4
@@ -90,11 +94,14 @@ def at_cpu_scale(spec: dict) -> dict:
         sampler["window"] = _scaled(sampler["window"])
     augmentation = spec.get("augmentation", {})
     augmentation["train"] = [_scaled_transform(t) for t in augmentation.get("train", [])]
-    prediction = spec.get("prediction", {})
+    _scale_prediction(prediction)
+    return spec
+
+
+def _scale_prediction(prediction: dict) -> None:
     for key in ("window", "kept"):
         if prediction.get(key):
             prediction[key] = _scaled(prediction[key])
-    return spec
 
 
 def tiny_experiment(folder: Path, name: str = "tiny", **changes):

@@ -95,19 +95,27 @@ def test_settings_that_tell_the_experiments_apart():
     )
     assert second == {
         "input": "scene",
-        "architecture": "Unet vgg11 (ImageNet)",
+        "architecture": "Unet vgg11 (from unet_vgg11_2nd_place_one_stage)",
         "recipe": "vvvh_clip2",
         "sampling": "scene windows 896 px, weights 0.5/0.5",
+        "models": "unet_vgg11_2nd_place, all folds",
         "stitching": "crop 896 of 1120",
         "tta": "none",
         "aggregation": "logit",
     }
+    first = read_experiment(REPO / "config/experiments/unet_vgg11_2nd_place_one_stage.yaml")
+    assert experiment_settings(first)["architecture"] == "Unet vgg11 (ImageNet)"
+    seed = experiment_settings(
+        read_experiment(REPO / "config/experiments/fpn_se_resnext50_db_step1_seed.yaml", config)
+    )
+    assert seed["models"] == "fpn_se_resnext50_db, fold 38SNE_Souleimaniye"
+    assert seed["stitching"] == "blend 2048/0" and seed["aggregation"] == "vote"
     unet = experiment_settings(
         read_experiment(REPO / "config/experiments/unet_resnet50.yaml", config)
     )
     assert unet["sampling"] == "tiles, weights 0.3/0.7"
     assert unet["stitching"] == "blend 512/128" and unet["aggregation"] == "mean"
-    assert unet["tta"] == "rot90_without_identity"
+    assert unet["tta"] == "rot90"
     temporal = experiment_settings(
         read_experiment(REPO / "config/experiments/temporal_demo.yaml", config)
     )

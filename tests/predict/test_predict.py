@@ -16,6 +16,7 @@ from builtup.core.probability import PROB_NODATA, PROB_SCALE, PROBABILITY
 from builtup.core.recipes import get_recipe
 from builtup.predict.aggregate import aggregate_city
 from builtup.predict.scene import (
+    TTA,
     FoldModel,
     ScenePredictor,
     blend_weights,
@@ -52,6 +53,7 @@ STITCHING = {
     "overlap": 128,
     "kept": None,
     "precision": "auto",
+    "fold_models": "all",
     "batch_size": 8,
     "device": "cpu",
 }
@@ -258,7 +260,20 @@ def test_a_recipe_of_the_other_kind_of_raster_is_refused(tmp_path, rng, scene):
         stack_model.predict_scene(scene[0], tmp_path / "q.tif")
 
 
-@pytest.mark.parametrize("tta", ["flips", "rot90", "rot90_without_identity", "d4"])
+def test_rot90_makes_the_passes_of_the_3rd_places_rotations():
+    """The 3rd place's ``Rotate90(angles=[90, -90, 180])``: ttach adds the identity, so four
+    passes, the same rotations (modulo 360 degrees) as ``rot90``."""
+    import ttach
+
+    def rotations(compose):
+        return sorted(angle % 360 for (angle,) in compose.aug_transform_parameters)
+
+    seeds = ttach.Compose([ttach.Rotate90(angles=[90, -90, 180])])
+    assert rotations(seeds) == rotations(TTA["rot90"]()) == [0, 90, 180, 270]
+    assert "rot90_without_identity" not in TTA
+
+
+@pytest.mark.parametrize("tta", ["flips", "rot90", "d4"])
 def test_tta_round_trips_the_identity(tmp_path, scene, tta):
     path, *_ = scene
     network = PixelModel()

@@ -47,7 +47,7 @@ def test_the_seed_experiments_keep_the_seed_files_settings():
     assert (fpn.batch_size, fpn.accumulate, fpn.epochs) == (23, 2, 50)
     assert fpn.schedule.restart_every * 2 == fpn.epochs
     assert fpn.schedule.restart_factor == 0.5
-    assert fpn.tta == "rot90_without_identity" and fpn.precision == "16-mixed"
+    assert fpn.tta == "rot90" and fpn.precision == "16-mixed"
     for experiment in (lw, fpn):
         names = [t["name"] for t in experiment.augmentation]
         assert names == ["RandomResizedCrop", "OneOf"]  # no CoarseDropout in the 3rd place's files
@@ -93,6 +93,20 @@ def test_lwrefinenet_head_at_stride_2_adds_the_finest_level_with_the_same_encode
         ({"prediction": {"stitch": "crop", "window": 1120}}, "stitch crop needs window"),
         ({"prediction": {"stitch": "crop", "window": 512, "kept": 511}}, "window - kept even"),
         ({"sampler": {"source": "scenes", "window": 500}}, "500 is not a multiple of 32"),
+        ({"start_from": "bad"}, "start_from names the experiment itself"),
+        (
+            {
+                "start_from": "demo",
+                "model": {
+                    "architecture": "Unet",
+                    "encoder": "resnet18",
+                    "encoder_weights": "imagenet",
+                },
+            },
+            "start_from demo gives every starting weight: set model.encoder_weights to null",
+        ),
+        ({"checkpoint": "best"}, "checkpoint: 'best' is not one of"),
+        ({"tta": "rot90_without_identity"}, "tta: 'rot90_without_identity' is not one of"),
     ],
 )
 def test_bad_experiments_fail_before_training(tmp_path, change, message):
@@ -309,3 +323,53 @@ def test_a_fused_model_is_order_free_and_leaves_absent_acquisitions_out(architec
     assert out.shape == (2, 2, 64, 64)
     torch.testing.assert_close(reordered, out, atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(alone, out[:1], atol=1e-4, rtol=1e-4)
+
+
+def write_experiments(folder, **specs):
+    import yaml
+
+    for name, spec in specs.items():
+        (folder / f"{name}.yaml").write_text(yaml.safe_dump(spec))
+
+
+def test_a_delivery_variant_takes_the_models_settings_of_the_experiment_it_names(tmp_path):
+    import yaml
+
+    base = yaml.safe_load((REPO / "config/experiments/demo.yaml").read_text())
+    base["prediction"] = {"stitch": "blend", "window": 256, "overlap": 64}
+    variant = {"models_of": "demo", "prediction": {"overlap": 0, "fold_models": "X_x"}}
+    write_experiments(tmp_path, demo=base, variant=variant)
+    read = load_experiment(tmp_path / "variant.yaml")
+    demo = load_experiment(tmp_path / "demo.yaml")
+    assert read.models == "demo" and demo.models == "demo"
+    assert read.training_settings() == demo.training_settings()
+    assert (read.prediction.window, read.prediction.overlap) == (256, 0)
+    assert read.prediction.fold_models == "X_x" and demo.prediction.fold_models == "all"
+    for bad, message in (
+        ({"models_of": "demo", "epochs": 3}, "this file sets only description, .*not epochs"),
+        ({"models_of": "variant"}, "models_of variant, which predicts with the models of another"),
+        ({"models_of": "missing"}, "missing.yaml: experiment file does not exist"),
+    ):
+        write_experiments(tmp_path, again=bad)
+        with pytest.raises(InputError, match=message):
+            load_experiment(tmp_path / "again.yaml")
+
+
+def test_start_from_chains_and_networks_are_checked(tmp_path):
+    import yaml
+
+    from builtup.config.experiment import check_no_start_cycle, check_same_network
+
+    demo = yaml.safe_load((REPO / "config/experiments/demo.yaml").read_text())
+    write_experiments(
+        tmp_path,
+        a={**demo, "start_from": "b"},
+        b={**demo, "start_from": "a"},
+        wide={**demo, "model": {**demo["model"], "options": {"width": 32}}},
+    )
+    read = {n: load_experiment(tmp_path / f"{n}.yaml") for n in ("a", "b", "wide")}
+    with pytest.raises(InputError, match="start_from goes round in a circle: a -> b -> a"):
+        check_no_start_cycle(read)
+    check_same_network(read["a"], read["b"])
+    with pytest.raises(InputError, match="start_from b builds another network"):
+        check_same_network(read["wide"], read["b"])

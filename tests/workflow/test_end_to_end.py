@@ -11,6 +11,7 @@ import torch
 import yaml
 
 from builtup.core.bands import stacked_scenes
+from builtup.core.checksums import sha256_of
 from builtup.core.probability import LOGIT, PROBABILITY, encoding_of, read_logits
 
 from conftest import (
@@ -27,6 +28,7 @@ pytestmark = pytest.mark.slow
 
 TRAIN_CITIES = ["38SLF_Mosul", "38SMA_Najaf"]
 TEST_CITIES = ["38SLD_Tikrit"]  # its two acquisitions share a date
+ONE_FOLD = "38SMA_Najaf"
 
 
 SHIPPED = sorted(path.stem for path in (REPO / "config/experiments").glob("*.yaml"))
@@ -39,6 +41,8 @@ def finished(tmp_path_factory):
     box = Sandbox(tmp_path_factory.mktemp("end_to_end"))
     for name in SHIPPED:
         spec = at_cpu_scale(yaml.safe_load((REPO / f"config/experiments/{name}.yaml").read_text()))
+        if spec.get("prediction", {}).get("fold_models", "all") != "all":
+            spec["prediction"]["fold_models"] = ONE_FOLD  # a held-out city of this run
         (box.root / f"config/experiments/{name}.yaml").write_text(yaml.safe_dump(spec))
         if spec["model"].get("encoder_weights") == "imagenet":
             place_imagenet_weights(spec["model"], box.root)
@@ -116,8 +120,6 @@ def test_metrics_use_masks_burnt_from_pixel_centres(finished):
 
 
 def test_temporal_stacks_on_the_city_grids(finished):
-    from builtup.core.bands import stacked_scenes
-
     root = finished.root
     for city in TRAIN_CITIES + TEST_CITIES:
         reference = sorted((root / "results/rasters" / city).glob("*.tif"))[0]
@@ -234,7 +236,47 @@ def test_the_2nd_place_experiment_trains_on_scene_windows_and_delivers_mean_logi
     row = row.loc["unet_vgg11_2nd_place"]
     assert row["sampling"] == "scene windows 128 px, weights 0.5/0.5"
     assert row["stitching"] == "crop 128 of 160" and row["aggregation"] == "logit"
-    assert row["architecture"] == "Unet vgg11 (ImageNet)"
+    assert row["architecture"] == "Unet vgg11 (from unet_vgg11_2nd_place_one_stage)"
+
+
+def test_the_2nd_places_second_stage_starts_from_its_first_stages_models(finished):
+    root = finished.root
+    for fold in TRAIN_CITIES:
+        first = root / f"results/models/unet_vgg11_2nd_place_one_stage/{fold}/model.ckpt"
+        second = torch.load(root / f"results/models/unet_vgg11_2nd_place/{fold}/model.ckpt", "cpu")
+        assert second["hyper_parameters"]["data"]["start_sha256"] == sha256_of(first)
+        log = (root / f"results/logs/train/unet_vgg11_2nd_place/{fold}.log").read_text()
+        assert f"network weights from {first.relative_to(root)}" in log, log[-2000:]
+        assert "model: epoch of lowest val/loss" in log, log[-2000:]
+    table = pd.read_csv(root / "results/evaluation/leaderboard.tsv", sep="\t").set_index("name")
+    assert {"unet_vgg11_2nd_place", "unet_vgg11_2nd_place_one_stage"} <= set(table.index)
+
+
+def test_the_3rd_places_delivery_protocol_and_the_ladder_to_ours(finished):
+    """Step 1 predicts with one fold model, whole windows without overlap and a vote; step 3
+    with every fold model; neither trains a model of its own."""
+    root = finished.root
+    logs = root / "results/logs/predict_scene"
+    models = root / "results/models/fpn_se_resnext50_db"
+    for step, folds in (("step1_seed", [ONE_FOLD]), ("step3_folds", TRAIN_CITIES)):
+        name = f"fpn_se_resnext50_db_{step}"
+        assert not (root / f"results/models/{name}").exists()
+        for log in (logs / name / "38SLD_Tikrit").glob("*.log"):
+            used = ", ".join(str(models.relative_to(root) / f / "model.ckpt") for f in folds)
+            assert f"{len(folds)} fold model(s): {used}" in log.read_text()
+        with rasterio.open(root / f"results/cities/{name}/38SLD_Tikrit.tif") as src:
+            city = src.read(1)
+        assert set(np.unique(city)) <= {0, 254, 255}  # a vote: built-up or not
+    table = pd.read_csv(root / "results/evaluation/leaderboard.tsv", sep="\t").set_index("name")
+    steps = table.loc[
+        [f"fpn_se_resnext50_db_step{n}" for n in ("1_seed", "2_windows", "3_folds", "4_mean")]
+    ]
+    assert (
+        steps["models"].tolist()
+        == [f"fpn_se_resnext50_db, fold {ONE_FOLD}"] * 2 + ["fpn_se_resnext50_db, all folds"] * 2
+    )
+    assert steps["stitching"].iloc[0] == "blend 288/0"
+    assert steps["aggregation"].tolist() == ["vote", "vote", "vote", "mean"]
 
 
 @pytest.mark.parametrize("name", SHIPPED)
@@ -242,9 +284,11 @@ def test_every_shipped_experiment_delivers_shapefiles_and_a_leaderboard_row(fini
     """The file a user runs, at CPU scale: trained per fold (from the fetched ImageNet weights
     where it says so), predicted with its own stitching and TTA, delivered and ranked."""
     root = finished.root
-    shipped = yaml.safe_load((REPO / f"config/experiments/{name}.yaml").read_text())
+    models = yaml.safe_load((REPO / f"config/experiments/{name}.yaml").read_text())
+    models = models.get("models_of") or name
+    shipped = yaml.safe_load((REPO / f"config/experiments/{models}.yaml").read_text())
     for fold in TRAIN_CITIES:
-        state = torch.load(root / f"results/models/{name}/{fold}/model.ckpt", "cpu")
+        state = torch.load(root / f"results/models/{models}/{fold}/model.ckpt", "cpu")
         trained = state["hyper_parameters"]["experiment"]["model"]
         assert trained["encoder_weights"] == shipped["model"]["encoder_weights"]
     with fiona.open(root / f"results/submission/{name}/38SLD_Tikrit.shp") as src:

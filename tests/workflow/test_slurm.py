@@ -116,10 +116,7 @@ def assert_two_ddp_ranks(root: Path, fold: str) -> None:
     for rank in (1, 2):
         assert f"training process {rank} of 2 on cpu" in log, log[-3000:]
         assert f"process {rank} of 2: 6 of 12 draws per epoch" in log, log[-3000:]
-    seeds = {
-        rank: set(re.findall(rf"draws seed (\d+) \(process {rank}\b", log))
-        for rank in (1, 2)
-    }
+    seeds = {rank: set(re.findall(rf"draws seed (\d+) \(process {rank}\b", log)) for rank in (1, 2)}
     assert seeds[1] and seeds[2] and not seeds[1] & seeds[2], log[-3000:]
     folder = root / f"results/models/tiny_ddp/{fold}"
     assert (folder / "model.ckpt").is_file()

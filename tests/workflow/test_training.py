@@ -418,3 +418,36 @@ def test_a_scene_model_is_not_retrained_when_only_the_stacks_change(tiny, tmp_pa
     assert data_identity(stack_spec, summary, tmp_path / "tiles.tsv") != data_identity(
         stack_spec, summary, tmp_path / "same.tsv"
     )
+
+
+def test_a_second_stage_starts_from_the_first_and_keeps_its_lowest_validation_loss(tiny, tmp_path):
+    """``start_from``: a DAG dependency on the first experiment's model of the same fold,
+    every weight read from it; ``checkpoint: lowest_val_loss`` delivers the epoch whose
+    held-out loss was lowest, not the last."""
+    from builtup.train.loop import start_task
+
+    box = Sandbox.copy(tiny, tmp_path / "box")
+    second = {**TINY, "start_from": "tiny", "epochs": 3, "checkpoint": "lowest_val_loss"}
+    second["optimizer"] = {"name": "adamw", "lr": 0.05}  # a lively held-out loss
+    (box.root / "config/experiments/second.yaml").write_text(yaml.safe_dump(second))
+    box.config["experiments"] = ["second"]
+    box.write_config()
+    result = box.snakemake(f"results/models/second/{FOLD}/model.ckpt")
+    assert result.returncode == 0, result.stderr[-3000:]
+    first = box.root / f"results/models/tiny/{FOLD}/model.ckpt"
+    assert first.is_file()  # built as the dependency it is
+    folder = box.root / f"results/models/second/{FOLD}"
+    delivered = torch.load(folder / "model.ckpt", map_location="cpu", weights_only=False)
+    assert delivered["hyper_parameters"]["data"]["start_sha256"] == sha256_of(first)
+    table = epochs_table(folder)
+    assert len(table) == 3
+    assert delivered["epoch"] == table.loc[table["val/loss"].idxmin(), "epoch"]
+    log = (box.root / f"results/logs/train/second/{FOLD}.log").read_text()
+    assert f"network weights from results/models/tiny/{FOLD}/model.ckpt" in log
+    assert "model: epoch of lowest val/loss" in log
+
+    experiment = load_experiment(box.root / "config/experiments/second.yaml")
+    task = start_task(experiment, {}, None, first)
+    started = task.model.state_dict()
+    trained = torch.load(first, map_location="cpu", weights_only=False)["state_dict"]
+    assert all(torch.equal(started[k], trained[f"model.{k}"]) for k in started)

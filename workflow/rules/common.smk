@@ -8,7 +8,12 @@ from builtup.core.bands import STACK
 from builtup.core.errors import InputError
 from builtup.core.recipes import get_recipe
 from builtup.config.encoders import LIBRARIES, weights_file
-from builtup.config.experiment import read_experiment, workflow_delivery
+from builtup.config.experiment import (
+    check_no_start_cycle,
+    check_same_network,
+    read_experiment,
+    workflow_delivery,
+)
 from builtup.prepare.folds import ALL_CITIES
 from builtup.config.schema import check_against_schema
 from builtup.evaluate.leaderboard import ensemble_settings, experiment_settings
@@ -33,12 +38,22 @@ def load_sheet():
 
 
 def load_experiments():
-    """The active experiments' settings (schema-checked; names are checked by the train job)."""
+    """The active experiments' settings and those of the experiments whose models they start
+    from or predict with (schema-checked; names are checked by the train job)."""
+    experiments, wanted = {}, list(config["experiments"])
     try:
-        experiments = {
-            name: read_experiment(f"config/experiments/{name}.yaml", config)
-            for name in config["experiments"]
-        }
+        while wanted:
+            name = wanted.pop()
+            if name not in experiments:
+                experiment = read_experiment(f"config/experiments/{name}.yaml", config)
+                experiments[name] = experiment
+                wanted += [
+                    e for e in (experiment.start_from, experiment.models_of) if e
+                ]
+        for experiment in experiments.values():
+            if experiment.start_from:
+                check_same_network(experiment, experiments[experiment.start_from])
+        check_no_start_cycle(experiments)
     except InputError as err:
         raise WorkflowError(f"ERROR: {err}") from None
     for experiment in experiments.values():
@@ -87,6 +102,20 @@ ENSEMBLES = load_ensembles()
 
 
 TRAIN_CITIES = sorted(SHEET.loc[SHEET["split"] == "train", "city"].unique())
+
+
+def check_fold_models():
+    """A test city predicted by one fold model names a fold that is trained."""
+    for experiment in EXPERIMENTS.values():
+        chosen = experiment.prediction.fold_models
+        if chosen != "all" and chosen not in TRAIN_CITIES:
+            raise WorkflowError(
+                f"ERROR: {experiment.path}: prediction.fold_models is all or a training "
+                f"city ({', '.join(TRAIN_CITIES)}); got {chosen}"
+            )
+
+
+check_fold_models()
 
 
 LABELLED_CITIES = sorted(c for c in SHEET["city"].unique() if c in config["labels"])
@@ -272,6 +301,12 @@ def experiment_weights(wildcards):
     return [weights_file(model.architecture, model.encoder, "resources/weights")]
 
 
+def start_model(wildcards):
+    """The model of the same fold that a training job starts from, if its experiment says."""
+    start = EXPERIMENTS[wildcards.experiment].start_from
+    return [f"results/models/{start}/{wildcards.fold}/model.ckpt"] if start else []
+
+
 def trained_folds():
     return TRAIN_CITIES + ([ALL_CITIES] if config["training"]["all_cities"] else [])
 
@@ -305,17 +340,26 @@ def prediction_encoding(wildcards):
     return "logit" if logit else "probability"
 
 
+def predicting_folds(wildcards):
+    """Out of fold for a training city; for a test city every fold, or the one chosen."""
+    if wildcards.city in TRAIN_CITIES:
+        return [wildcards.city]
+    chosen = EXPERIMENTS[wildcards.experiment].prediction.fold_models
+    return TRAIN_CITIES if chosen == "all" else [chosen]
+
+
 def fold_models(wildcards):
-    """Out of fold for a training city; every fold model for a test city."""
-    folds = [wildcards.city] if wildcards.city in TRAIN_CITIES else TRAIN_CITIES
+    models = EXPERIMENTS[wildcards.experiment].models
     return [
-        f"results/models/{wildcards.experiment}/{fold}/model.ckpt" for fold in folds
+        f"results/models/{models}/{fold}/model.ckpt"
+        for fold in predicting_folds(wildcards)
     ]
 
 
 def fold_summaries(wildcards):
-    folds = [wildcards.city] if wildcards.city in TRAIN_CITIES else TRAIN_CITIES
-    return [f"results/folds/{fold}/summary.json" for fold in folds]
+    return [
+        f"results/folds/{fold}/summary.json" for fold in predicting_folds(wildcards)
+    ]
 
 
 def ensemble_members(wildcards):
@@ -473,7 +517,7 @@ def all_targets():
     folds = expand("results/folds/{fold}/summary.json", fold=TRAIN_CITIES)
     models = expand(
         "results/models/{experiment}/{fold}/model.ckpt",
-        experiment=config["experiments"],
+        experiment=sorted({EXPERIMENTS[name].models for name in config["experiments"]}),
         fold=trained_folds(),
     )
     masks = [

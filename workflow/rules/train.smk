@@ -6,6 +6,7 @@ rule train:
         images=experiment_tiles("images"),
         masks=experiment_tiles("masks"),
         weights=experiment_weights,
+        start=start_model,
     output:
         model="results/models/{experiment}/{fold}/model.ckpt",
         metrics="results/models/{experiment}/{fold}/metrics.csv",

@@ -99,13 +99,15 @@ class LoggingSettings:
 class PredictionSettings:
     """How a scene is predicted: ``stitch`` blend (windows of ``window`` px overlapping by at
     least ``overlap``) or crop (the central ``kept`` px of context windows of ``window`` px),
-    ``batch_size`` windows at a time on ``device``, autocast to ``precision`` on CUDA."""
+    ``batch_size`` windows at a time on ``device``, autocast to ``precision`` on CUDA; a test
+    city by ``fold_models`` (``all``, or the one fold named)."""
 
     stitch: str
     window: int
     overlap: int
     kept: int | None
     precision: str
+    fold_models: str
     batch_size: int
     device: str
 
@@ -144,6 +146,9 @@ class Experiment:
     strategy: str
     sampler: SamplerSettings
     augmentation: tuple[Mapping[str, Any], ...]
+    start_from: str | None
+    checkpoint: str
+    models_of: str | None
     tta: str
     prediction: PredictionSettings
     delivery: DeliverySettings
@@ -161,6 +166,11 @@ class Experiment:
         return get_recipe(self.recipe).channels
 
     @property
+    def models(self) -> str:
+        """The experiment whose trained models this one predicts with (itself by default)."""
+        return self.models_of or self.name
+
+    @property
     def fused(self) -> bool:
         """Whether the network fuses a stack's acquisitions itself (a series recipe)."""
         return get_recipe(self.recipe).series
@@ -175,7 +185,7 @@ class Experiment:
     def training_settings(self) -> dict:
         """The plain data that decides the trained weights (not how they are used later)."""
         data = self.to_dict()
-        for key in ("name", "path", "description", "prediction", "delivery"):
+        for key in ("name", "path", "description", "models_of", "tta", "prediction", "delivery"):
             data.pop(key)
         return data
 
@@ -201,6 +211,19 @@ def read_experiment(path: str | Path, config: Mapping | None = None) -> Experime
     """The experiment at ``path``, its null prediction and delivery values taken from
     ``config`` (the workflow's, or its schema defaults); InputError on a schema violation."""
     path = Path(path)
+    spec = _read_spec(path)
+    if spec.get("models_of") is not None:
+        spec = delivery_variant(spec, path)
+    check_against_schema(spec, "experiment.schema.yaml", path)
+    check_stitching(spec["prediction"], path)
+    check_start(spec, path)
+    spec["prediction"] = resolved_prediction(spec["prediction"], _section(config, "prediction"))
+    spec["delivery"] = resolved_delivery(spec["delivery"], _section(config, "delivery"))
+    spec["augmentation"] = spec["augmentation"]["train"]
+    return Experiment.from_dict({**spec, "name": path.stem, "path": str(path)})
+
+
+def _read_spec(path: Path) -> dict:
     if not path.is_file():
         raise InputError(path, "experiment file does not exist")
     try:
@@ -209,12 +232,34 @@ def read_experiment(path: str | Path, config: Mapping | None = None) -> Experime
         raise InputError(path, f"not valid YAML: {err}") from None
     if not isinstance(spec, dict):
         raise InputError(path, "an experiment is a mapping of settings")
-    check_against_schema(spec, "experiment.schema.yaml", path)
-    check_stitching(spec["prediction"], path)
-    spec["prediction"] = resolved_prediction(spec["prediction"], _section(config, "prediction"))
-    spec["delivery"] = resolved_delivery(spec["delivery"], _section(config, "delivery"))
-    spec["augmentation"] = spec["augmentation"]["train"]
-    return Experiment.from_dict({**spec, "name": path.stem, "path": str(path)})
+    return spec
+
+
+# What a file that predicts with another experiment's models (``models_of``) may set
+VARIANT_KEYS = ("description", "models_of", "tta", "prediction", "delivery")
+
+
+def delivery_variant(spec: Mapping, path: Path) -> dict:
+    """The settings of a file that predicts and delivers with the models of another
+    experiment (``models_of``, in the same folder): that experiment's, with this file's
+    ``tta`` and its ``prediction`` and ``delivery`` values laid over the other's."""
+    name = spec["models_of"]
+    extra = sorted(set(spec) - set(VARIANT_KEYS))
+    if extra:
+        raise InputError(
+            path,
+            f"models_of {name}: the models' settings are {name}'s; this file sets only "
+            f"{', '.join(VARIANT_KEYS)}, not {', '.join(extra)}",
+        )
+    if name == path.stem:
+        raise InputError(path, "models_of names the experiment itself")
+    base = _read_spec(path.with_name(f"{name}.yaml"))
+    if base.get("models_of") is not None:
+        raise InputError(path, f"models_of {name}, which predicts with the models of another")
+    merged = {**base, **spec}
+    for section in ("prediction", "delivery"):
+        merged[section] = {**base.get(section, {}), **spec.get(section, {})}
+    return merged
 
 
 def _section(config: Mapping | None, key: str) -> Mapping:
@@ -247,6 +292,47 @@ def workflow_delivery(config: Mapping) -> DeliverySettings:
     """The delivery of what has no experiment file of its own (an ensemble)."""
     own = {"aggregation": None, "threshold": None}
     return DeliverySettings(**resolved_delivery(own, config["delivery"]))
+
+
+def check_start(spec: Mapping, path: Path) -> None:
+    """An experiment started from another's models takes every weight from them."""
+    start = spec["start_from"]
+    if start is None:
+        return
+    if start == path.stem:
+        raise InputError(path, "start_from names the experiment itself")
+    if spec["model"]["encoder_weights"] is not None:
+        raise InputError(
+            path,
+            f"start_from {start} gives every starting weight: set model.encoder_weights to null",
+        )
+
+
+def check_same_network(experiment: Experiment, start: Experiment) -> None:
+    """The network an experiment starts from must be the one it trains (same weights' shapes)."""
+
+    def network(e: Experiment) -> tuple:
+        m = e.model
+        return m.architecture, m.encoder, m.classes, dict(m.options), e.channels, e.fused
+
+    if network(experiment) != network(start):
+        raise InputError(
+            experiment.path,
+            f"start_from {start.name} builds another network (architecture, encoder, options "
+            "or input channels differ): its models cannot start this one",
+        )
+
+
+def check_no_start_cycle(experiments: Mapping[str, Experiment]) -> None:
+    """No chain of ``start_from`` comes back to where it began."""
+    for name, experiment in experiments.items():
+        seen, current = [name], experiment.start_from
+        while current is not None:
+            if current in seen:
+                chain = " -> ".join([*seen, current])
+                raise InputError(experiment.path, f"start_from goes round in a circle: {chain}")
+            seen.append(current)
+            current = experiments[current].start_from
 
 
 def check_stitching(prediction: Mapping, path) -> None:

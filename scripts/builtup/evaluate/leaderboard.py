@@ -28,7 +28,16 @@ log = logging.getLogger(__name__)
 
 SCORES = ("f1", "iou_1", "precision", "recall")
 BASELINE_INPUTS = {"single_scene": SCENE, "multi_temporal": STACK}
-SETTINGS = ("input", "architecture", "recipe", "sampling", "stitching", "tta", "aggregation")
+SETTINGS = (
+    "input",
+    "architecture",
+    "recipe",
+    "sampling",
+    "models",
+    "stitching",
+    "tta",
+    "aggregation",
+)
 COLUMNS = [
     "name",
     "kind",
@@ -42,11 +51,15 @@ COLUMNS = [
 
 def experiment_settings(experiment: Experiment) -> dict:
     """What distinguishes an experiment in the table: the input it reads (a scene, a stack's
-    statistics or a series of acquisitions), network, recipe, training samples, window
-    stitching, TTA and how a city's acquisitions make its map."""
+    statistics or a series of acquisitions), network and where its weights start, recipe,
+    training samples, the models that predict a test city, window stitching, TTA and how a
+    city's acquisitions make its map."""
     model, sampler, stitch = experiment.model, experiment.sampler, experiment.prediction
     weights = model.encoder_weights
     init = {None: "random", "imagenet": "ImageNet"}.get(weights, "weights file")
+    if experiment.start_from:
+        init = f"from {experiment.start_from}"
+    folds = stitch.fold_models
     weighting = f"weights {sampler.with_target:g}/{sampler.without_target:g}"
     if stitch.stitch == "crop":
         stitching = f"crop {stitch.kept} of {stitch.window}"
@@ -61,6 +74,7 @@ def experiment_settings(experiment: Experiment) -> dict:
             if sampler.source == "scenes"
             else f"tiles, {weighting}"
         ),
+        "models": f"{experiment.models}, " + ("all folds" if folds == "all" else f"fold {folds}"),
         "stitching": stitching,
         "tta": experiment.tta,
         "aggregation": AGGREGATIONS.get(

@@ -48,8 +48,6 @@ TTA = {
     "none": None,
     "flips": ttach.aliases.flip_transform,
     "rot90": lambda: ttach.Compose([ttach.Rotate90(angles=[0, 90, 180, 270])]),
-    # the 3rd place's inference configs: the three rotations, the unrotated pass left out
-    "rot90_without_identity": lambda: ttach.Compose([ttach.Rotate90(angles=[90, 180, 270])]),
     "d4": ttach.aliases.d4_transform,
 }
 
@@ -416,6 +414,7 @@ def predict_scene(
         load_fold_model(ckpt, json.loads(Path(summary).read_text()), experiment, device)
         for ckpt, summary in zip(checkpoints, summaries, strict=True)
     ]
+    log.info("%d fold model(s): %s", len(models), ", ".join(map(str, checkpoints)))
     predictor = ScenePredictor(
         models, experiment.recipe, experiment.tta, prediction, device, encoding
     )

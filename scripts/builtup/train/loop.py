@@ -18,6 +18,7 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 
 from builtup.config.experiment import Experiment
 from builtup.core.bands import kind_of
+from builtup.core.checksums import sha256_of
 from builtup.core.errors import InputError
 from builtup.core.rasters import atomic_path
 from builtup.prepare.tile_stats import read_statistics
@@ -80,18 +81,24 @@ class EpochTable(Callback):
         self.rows = state["rows"]
 
 
-def data_identity(experiment: Experiment, fold_summary: dict, fold_tiles_tsv) -> dict:
+def data_identity(
+    experiment: Experiment, fold_summary: dict, fold_tiles_tsv, start_model=None
+) -> dict:
     """What a run is trained on: the fold's normalisation of the experiment's recipe and the
     digest of the rows of its tile table that it reads, those of its input kind (per-tile
     windows, band statistics and roles, so any change of a training scene, its labels or the
-    tiling shows, and a change of the other kind's rasters does not)."""
+    tiling shows, and a change of the other kind's rasters does not); and the digest of the
+    model it starts from, if any."""
     kind = experiment.kind
     table = read_statistics(fold_tiles_tsv)
     rows = table[table["scene"].astype(str).map(kind_of) == kind]
-    return {
+    identity = {
         "normalisation": fold_summary["normalisation"].get(experiment.recipe),
         "tiles_sha256": hashlib.sha256(rows.to_csv(sep="\t", index=False).encode()).hexdigest(),
     }
+    if start_model is not None:
+        identity["start_sha256"] = sha256_of(start_model)
+    return identity
 
 
 def deterministic_setting(accelerator: str) -> bool:
@@ -117,30 +124,41 @@ def train(
     max_epochs: int | None = None,
     mlruns: str | Path | None = None,
     weights_file: str | Path | None = None,
+    start_model: str | Path | None = None,
 ) -> dict:
     """Train (or resume) one model; leave model.ckpt, metrics.csv, curves.png, samples.png.
 
-    The delivered model is the last epoch's: the held-out city is scored out of fold, so no
-    choice (checkpoint, schedule) is made on it; its validation figures are only reported.
+    The delivered model is the last epoch's by default: the held-out city is scored out of
+    fold, so no choice (checkpoint, schedule) is made on it and its validation figures are
+    only reported; ``checkpoint: lowest_val_loss`` chooses on it all the same.
 
     ``tile_stacks``: the training scenes' :class:`TileSet` by (city, scene); ``mlruns``: the
     MLflow store, when the experiment logs to MLflow; ``weights_file``: the file the encoder
-    starts from (the fetched ImageNet weights), the experiment left as it is written."""
+    starts from (the fetched ImageNet weights), the experiment left as it is written;
+    ``start_model``: the model (of the experiment's ``start_from``) every weight starts from."""
     out_dir = Path(out_dir)
     summary = json.loads(Path(fold_summary_path).read_text())
     L.seed_everything(experiment.seed, workers=True, verbose=False)
     data = TrainingData(experiment, summary, fold_tiles_tsv, tile_stacks, workers)
-    identity = data_identity(experiment, summary, fold_tiles_tsv)
+    identity = data_identity(experiment, summary, fold_tiles_tsv, start_model)
     has_val = len(data.val_set) > 0
+    if experiment.checkpoint == "lowest_val_loss" and not has_val:
+        raise InputError(
+            experiment.path, "checkpoint lowest_val_loss needs a held-out city to validate on"
+        )
     # the latest epoch, kept so that last.ckpt (the resume point) is written every epoch
     saver = ModelCheckpoint(
         dirpath=out_dir / "checkpoints", filename="latest", save_top_k=1, save_last=True
     )
+    chooser = ModelCheckpoint(
+        dirpath=out_dir / "checkpoints", filename="lowest_val_loss", monitor="val/loss"
+    )
+    choosing = experiment.checkpoint == "lowest_val_loss"
     accelerator = accelerator or experiment.accelerator
     trainer = _trainer(
         experiment,
         out_dir,
-        [saver, EpochTable(out_dir / "metrics.csv")],
+        [saver, *([chooser] if choosing else []), EpochTable(out_dir / "metrics.csv")],
         _loggers(experiment, out_dir, mlruns),
         has_val,
         accelerator=accelerator,
@@ -150,18 +168,38 @@ def train(
     )
     resume = _resume_point(out_dir / "checkpoints" / "last.ckpt", experiment, identity)
     trainer.fit(
-        SegmentationTask(experiment, identity, weights_file=weights_file),
+        start_task(experiment, identity, weights_file, start_model),
         datamodule=data,
         ckpt_path=resume,
         weights_only=True,
     )
     if not trainer.is_global_zero:
         return {}
-    last = out_dir / "checkpoints" / "last.ckpt"
-    _deliver(last, out_dir, data.val_set if has_val else data.train_set, experiment)
+    chosen = Path(chooser.best_model_path) if choosing else out_dir / "checkpoints" / "last.ckpt"
+    _deliver(chosen, out_dir, data.val_set if has_val else data.train_set, experiment)
     held_out = float(trainer.callback_metrics.get("val/iou_1", float("nan")))
-    log.info("model: the last epoch's (held-out city's val/iou_1 %.4f, reported only)", held_out)
-    return {"model": str(last), "held_out_iou_1": held_out}
+    if choosing:
+        log.info("model: epoch of lowest val/loss %.4f (%s)", chooser.best_model_score, chosen)
+    else:
+        log.info(
+            "model: the last epoch's (held-out city's val/iou_1 %.4f, reported only)", held_out
+        )
+    return {"model": str(chosen), "held_out_iou_1": held_out}
+
+
+def start_task(
+    experiment: Experiment, identity: dict, weights_file, start_model
+) -> SegmentationTask:
+    """The task to train: its network's weights initial, or every one from ``start_model``."""
+    if start_model is None:
+        return SegmentationTask(experiment, identity, weights_file=weights_file)
+    task = SegmentationTask(experiment, identity, initial_weights=False)
+    try:
+        task.model.load_state_dict(load_task(start_model).model.state_dict())
+    except RuntimeError as err:
+        raise InputError(start_model, f"weights do not fit {experiment.name}: {err}") from None
+    log.info("network weights from %s", start_model)
+    return task
 
 
 def launch_environment(devices, env=os.environ) -> list:
@@ -238,7 +276,7 @@ def _discard_if_foreign(last: Path, experiment: Experiment, identity: dict) -> N
         if not _same_training(trained.get("experiment"), experiment):
             reason = "was trained with other settings"
         elif trained.get("data") != identity:
-            reason = "was trained on other data (fold normalisation or tile table changed)"
+            reason = "was trained on other data (fold normalisation, tile table or start model)"
         else:
             return
     log.info("%s %s: starting afresh", last, reason)
