@@ -44,7 +44,7 @@ def finished(tmp_path_factory):
         if spec.get("prediction", {}).get("fold_models", "all") != "all":
             spec["prediction"]["fold_models"] = ONE_FOLD  # a held-out city of this run
         (box.root / f"config/experiments/{name}.yaml").write_text(yaml.safe_dump(spec))
-        if spec["model"].get("encoder_weights") == "imagenet":
+        if spec.get("model", {}).get("encoder_weights") == "imagenet":
             place_imagenet_weights(spec["model"], box.root)
     (box.root / "config/experiments/tiny.yaml").write_text(yaml.safe_dump(TINY))
     box.config["cities"] = TRAIN_CITIES + TEST_CITIES  # a subset keeps the run short
