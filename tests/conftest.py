@@ -70,6 +70,9 @@ def _scaled_transform(transform: dict) -> dict:
     transform = dict(transform)
     if "size" in transform:
         transform["size"] = [_scaled(n) for n in transform["size"]]
+    for key in ("hole_height_range", "hole_width_range"):
+        if key in transform:
+            transform[key] = [max(1, round(n * CPU_SCALE)) for n in transform[key]]
     if "min_max_height" in transform:
         transform["min_max_height"] = [round(n * CPU_SCALE) for n in transform["min_max_height"]]
     if "transforms" in transform:

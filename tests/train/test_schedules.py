@@ -58,6 +58,17 @@ def poly(step, total, power=0.9):
     return LR * (1 - step / total) ** power
 
 
+def seeds_three_quarters(iteration, n, a=0.9):
+    """lambda_lr_scheduler of configs/train/baseline_se_resnext50-FPN_on_db_lr_restart.py
+    (vfdev-5/UNOSAT_Challenge, commit 0c72022), as written there."""
+    if iteration < 3 * n // 4:
+        n = 3 * n // 4
+        return LR * pow((1.0 - 1.0 * iteration / n), a)
+    iteration -= 3 * n // 4
+    n -= 3 * n // 4 + 1
+    return 0.25 * LR * pow((1.0 - 1.0 * iteration / n), a)
+
+
 @pytest.mark.parametrize(
     "schedule, expected",
     [
@@ -73,12 +84,16 @@ def poly(step, total, power=0.9):
                 * poly(k % (2 * STEPS_PER_EPOCH), 2 * STEPS_PER_EPOCH)
             ),
         ),
+        (  # the 3rd place's lr_restart: one restart at 3/4 of the run, at a quarter
+            {"name": "poly_restart", "restart_at": 0.75, "restart_factor": 0.25},
+            lambda k: seeds_three_quarters(k, EPOCHS * STEPS_PER_EPOCH),
+        ),
         (
             {"name": "cosine"},
             lambda k: LR * (1 + math.cos(math.pi * k / (EPOCHS * STEPS_PER_EPOCH))) / 2,
         ),
     ],
-    ids=["poly", "poly_restart", "poly_restart_halving", "cosine"],
+    ids=["poly", "poly_restart", "poly_restart_halving", "poly_restart_at", "cosine"],
 )
 def test_learning_rate_trace_of_a_lightning_run(tmp_path, schedule, expected):
     trace = lr_trace(tmp_path, schedule)
@@ -103,7 +118,7 @@ def test_plateau_on_the_training_loss_waits_for_the_loss_to_stop_falling():
     from builtup.train.optim import build_scheduler
     from builtup.train.task import PLATEAU_MONITOR
 
-    schedule = ScheduleSettings("plateau", 0.9, 10, 1.0, patience=0, factor=0.25)
+    schedule = ScheduleSettings("plateau", 0.9, 10, None, 1.0, patience=0, factor=0.25)
     optimizer = torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))], lr=3e-4)
     config = build_scheduler(optimizer, schedule, 100, 10, PLATEAU_MONITOR)
     assert config["monitor"] == "train/loss" and config["interval"] == "epoch"

@@ -70,6 +70,7 @@ class ScheduleSettings:
     name: str
     power: float
     restart_every: int
+    restart_at: float | None
     restart_factor: float
     patience: int
     factor: float
