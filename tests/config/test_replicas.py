@@ -12,6 +12,7 @@ from builtup.config.experiment import read_experiment
 
 REPO = Path(__file__).resolve().parents[2]
 DOC = REPO / "docs/replicas.md"
+OTHER_CONFIGS = "Configs not in the results table"
 SNIPPET = re.compile(r"`([a-z_]+(?:\.[a-z_0-9]+)*): ([^`]+)`")
 
 
@@ -20,10 +21,12 @@ def experiment_tables() -> dict[str, list[str]]:
     tables = {}
     for section in DOC.read_text().split("\n## ")[1:]:
         heading = re.match(r"`([a-z0-9_]+)`", section)
-        if heading is None:
-            continue
         rows = [line.split(" | ") for line in section.splitlines() if line.startswith("| ")]
-        tables[heading.group(1)] = [row[2] for row in rows[2:]]
+        if heading is not None:
+            tables[heading.group(1)] = [row[2] for row in rows[2:]]
+        elif section.startswith(OTHER_CONFIGS):  # a row per experiment, named in its first cell
+            for row in rows[2:]:
+                tables[row[0].strip("| `")] = [row[2]]
     return tables
 
 
@@ -68,6 +71,9 @@ def test_every_replica_section_is_read():
         "deeplabv3_resnet101",
         "unet_vgg11_2nd_place",
         "unet_vgg11_2nd_place_one_stage",
+        "fpn_se_resnext50_db_lr_restart",
+        "lwrefinenet_db5",
+        "pspnet_resnet50",
     } <= set(TABLES)
     assert all(len(claims(cells)) >= 4 for cells in TABLES.values())
 
