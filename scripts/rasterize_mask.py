@@ -3,7 +3,13 @@ from builtup.runtime.job import run
 
 
 def main(inputs, outputs, params):
-    rasterize_mask(inputs.scene, inputs.labels, outputs[0], all_touched=params.all_touched)
+    rasterize_mask(
+        inputs.scene,
+        inputs.labels,
+        outputs[0],
+        all_touched=params.all_touched,
+        trained_on=params.trained_on,
+    )
 
 
 run(snakemake, main)

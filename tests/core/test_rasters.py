@@ -1,9 +1,10 @@
+import os
 from types import SimpleNamespace
 
 import pytest
 from affine import Affine
 
-from builtup.core.rasters import same_grid
+from builtup.core.rasters import atomic_path, same_grid
 
 NORTHING = 3_700_000.0
 
@@ -29,3 +30,14 @@ def grid(x0=400_000.0, y0=NORTHING, size=10.0):
 def test_grids_are_compared_in_pixel_units_at_utm_northings(other, same):
     assert same_grid(grid(), other) is same
     assert same_grid(other, grid()) is same
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o002, 0o077])
+def test_outputs_get_the_permissions_of_the_umask(tmp_path, umask):
+    previous = os.umask(umask)
+    try:
+        with atomic_path(tmp_path / "out.json") as tmp:
+            tmp.write_text("{}")
+    finally:
+        os.umask(previous)
+    assert (tmp_path / "out.json").stat().st_mode & 0o777 == 0o666 & ~umask

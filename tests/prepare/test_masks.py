@@ -150,3 +150,33 @@ def test_real_label_polygonised_then_rasterised(tmp_path, shared_sample):
     iou = (truth & pred).sum() / (truth | pred).sum()
     assert iou > 0.999
     assert (mask[~valid] == 255).all()
+
+
+def test_labels_of_a_training_city_that_miss_its_scene_are_refused(tmp_path, scene):
+    far = write_polygons(tmp_path / "far.shp", [box(10, 10, 10.1, 10.1)])
+    assert rasterize_mask(scene, far, tmp_path / "test.tif")["builtup"] == 0  # a test city
+    with pytest.raises(InputError, match="no label polygon falls on the valid pixels of"):
+        rasterize_mask(scene, far, tmp_path / "m.tif", trained_on=True)
+    assert not list(tmp_path.glob("m.tif*")) and not list(tmp_path.glob(".m.tif*"))
+
+
+def test_labels_in_metres_under_a_prj_of_degrees_are_refused(tmp_path, scene):
+    metres = write_polygons(tmp_path / "metres.shp", [utm_box(30, 20, 60, 50)])  # EPSG:4326
+    with pytest.raises(InputError, match="cannot be degrees of its CRS EPSG:4326"):
+        rasterize_mask(scene, metres, tmp_path / "m.tif")
+    assert not (tmp_path / "m.tif").exists()
+
+
+def test_a_nan_coordinate_in_geojson_labels_is_refused(tmp_path, scene):
+    import json
+
+    good = [[44.0, 32.0], [44.1, 32.0], [44.1, 32.1], [44.0, 32.0]]
+    bad = [[44.2, 32.0], [44.3, 32.0], [float("nan"), 32.1], [44.2, 32.0]]
+    features = [
+        {"type": "Feature", "properties": {}, "geometry": {"type": "Polygon", "coordinates": [r]}}
+        for r in (good, bad)
+    ]
+    labels = tmp_path / "labels.geojson"
+    labels.write_text(json.dumps({"type": "FeatureCollection", "features": features}))
+    with pytest.raises(InputError, match="labels.geojson: feature 1 has a NaN coordinate"):
+        rasterize_mask(scene, labels, tmp_path / "m.tif")

@@ -138,9 +138,28 @@ def edit_config(case: Case, change) -> Path:
 def edit_sheet_cell(case: Case, column: str, value: str) -> Path:
     path = case.root / "config/scenes.tsv"
     sheet = read_sheet(path)
-    sheet.loc[0, column] = value
+    sheet.loc[sheet.index[0], column] = value
     sheet.to_csv(path, sep="\t", index=False)
     return path
+
+
+def moved_raw_scene(case: Case) -> Path:
+    """Own data (no demo) whose sheet names a VV file that has been moved away."""
+    edit_config(case, lambda config: config["demo"].update(enabled=False))
+    raw(case).rename(case.root / "moved.tif")
+    return case.root / "config/scenes.tsv"
+
+
+def append_to(path: Path, text: str) -> Path:
+    with open(path, "a") as file:
+        file.write(text)
+    return path
+
+
+def second_row_of_a_training_city(case: Case) -> Path:
+    """Mosul's first acquisition again, under another name, as a test scene."""
+    row = {**case.sheet_rows(TRAIN_CITY)[0], "scene": "20990101_DES", "split": "test"}
+    return append_to(case.root / "config/scenes.tsv", "\t".join(row.values()) + "\n")
 
 
 @dataclass
@@ -238,6 +257,26 @@ CASES = {
     "ensemble of scene and stack experiments": Bad(
         ensemble_of_scene_and_stack_models, "mixes experiments that read scenes and temporal"
     ),
+    "overlap as large as the window": Bad(
+        lambda c: edit_config(c, lambda cfg: cfg["prediction"].update(window=256, overlap=256)),
+        "prediction.overlap (256 px) must be less than prediction.window (256 px)",
+    ),
+    "misspelt model option": Bad(
+        lambda c: c.experiment(
+            model={
+                "architecture": "lwrefinenet",
+                "encoder": "mobilenetv2_050",
+                "options": {"widht": 8},
+            }
+        ),
+        "model.options: LWRefineNet has no option widht",
+    ),
+    "key given twice in the config": Bad(
+        lambda c: append_to(c.root / "config/config.yaml", "cities: [38SLF_Mosul]\n"),
+        "key 'cities' given twice",
+    ),
+    "city in both splits": Bad(second_row_of_a_training_city, "has both train and test rows"),
+    "missing raw scene": Bad(moved_raw_scene, "does not exist"),
     "non-overlapping acquisitions": Bad(
         second_acquisition_far_away,
         "acquisition does not overlap",

@@ -15,9 +15,8 @@ from builtup.config.experiment import (
     workflow_delivery,
 )
 from builtup.prepare.folds import ALL_CITIES
-from builtup.config.schema import check_against_schema
 from builtup.evaluate.leaderboard import ensemble_settings, experiment_settings
-from builtup.config.sheet import check_cities, read_sheet
+from builtup.config.sheet import check_cities, check_inputs_exist, read_sheet
 
 # -------- Sheet and config ----------------------------------------------------
 
@@ -26,20 +25,21 @@ def load_sheet():
     """The scenes sheet restricted to the configured cities, checked against the config."""
     try:
         sheet = read_sheet(config["scenes"])
-        for line, row in enumerate(sheet.to_dict("records"), start=2):
-            check_against_schema(
-                row, "scenes.schema.yaml", f"{config['scenes']}, line {line}"
-            )
         check_cities(sheet, config["cities"], config["labels"], config["scenes"])
+        sheet = sheet[sheet["city"].isin(config["cities"])]
+        made_under = Path(config["demo"]["root"]) if config["demo"]["enabled"] else None
+        check_inputs_exist(
+            sheet, config["labels"], made_under, config["scenes"], CONFIG_FILE
+        )
     except InputError as err:
         raise WorkflowError(f"ERROR: {err}") from None
-    sheet = sheet[sheet["city"].isin(config["cities"])]
     return sheet.set_index(["city", "scene"], drop=False).sort_index()
 
 
 def load_experiments():
     """The active experiments' settings and those of the experiments whose models they start
-    from or predict with (schema-checked; names are checked by the train job)."""
+    from or predict with: schema, relations, and (in the main process, which alone imports
+    the libraries) every name and argument built as the jobs will build them."""
     experiments, wanted = {}, list(config["experiments"])
     try:
         while wanted:
@@ -54,6 +54,11 @@ def load_experiments():
             if experiment.start_from:
                 check_same_network(experiment, experiments[experiment.start_from])
         check_no_start_cycle(experiments)
+        if workflow.is_main_process:
+            from builtup.train.names import checked
+
+            for experiment in experiments.values():
+                checked(experiment)
     except InputError as err:
         raise WorkflowError(f"ERROR: {err}") from None
     for experiment in experiments.values():
@@ -70,16 +75,18 @@ def load_ensembles():
     ensembles = config["ensembles"]
     for name, members in ensembles.items():
         if name in config["experiments"]:
-            raise WorkflowError(f"ERROR: ensemble {name} has the name of an experiment")
+            raise WorkflowError(
+                f"ERROR: {CONFIG_FILE}: ensemble {name} has the name of an experiment"
+            )
         for member in members:
             if member not in config["experiments"]:
                 raise WorkflowError(
-                    f"ERROR: ensemble {name} names {member}, "
+                    f"ERROR: {CONFIG_FILE}: ensemble {name} names {member}, "
                     "which is not an active experiment (config 'experiments')"
                 )
         if len({input_kind(member) for member in members}) > 1:
             raise WorkflowError(
-                f"ERROR: config/config.yaml: ensemble {name} mixes experiments that read "
+                f"ERROR: {CONFIG_FILE}: ensemble {name} mixes experiments that read "
                 "scenes and temporal stacks (their predictions are not of the same rasters)"
             )
     return ensembles
@@ -236,6 +243,11 @@ def mask_all_touched(wildcards):
     """Training masks burn as masks.all_touched says, evaluation masks as evaluation.all_touched."""
     section = "masks" if wildcards.masks == "masks" else "evaluation"
     return config[section]["all_touched"]
+
+
+def mask_trained_on(wildcards):
+    """A training city's training mask: refused when no label falls on its valid pixels."""
+    return wildcards.masks == "masks" and wildcards.city in TRAIN_CITIES
 
 
 def evaluation_mask(city, scene):

@@ -41,6 +41,7 @@ rule rasterize_mask:
         runtime=20,
     params:
         all_touched=mask_all_touched,
+        trained_on=mask_trained_on,
     script:
         "../../scripts/rasterize_mask.py"
 

@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from builtup.config.schema import check_against_schema, section_defaults
+from builtup.config.workflow import check_less
+from builtup.config.yamlfile import read_yaml
 from builtup.core.errors import InputError
 from builtup.core.recipes import get_recipe
 
@@ -219,18 +219,15 @@ def read_experiment(path: str | Path, config: Mapping | None = None) -> Experime
     check_stitching(spec["prediction"], path)
     check_start(spec, path)
     spec["prediction"] = resolved_prediction(spec["prediction"], _section(config, "prediction"))
+    if spec["prediction"]["stitch"] == "blend":
+        check_less(spec["prediction"], "overlap", "window", "prediction", path)
     spec["delivery"] = resolved_delivery(spec["delivery"], _section(config, "delivery"))
     spec["augmentation"] = spec["augmentation"]["train"]
     return Experiment.from_dict({**spec, "name": path.stem, "path": str(path)})
 
 
 def _read_spec(path: Path) -> dict:
-    if not path.is_file():
-        raise InputError(path, "experiment file does not exist")
-    try:
-        spec = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as err:
-        raise InputError(path, f"not valid YAML: {err}") from None
+    spec = read_yaml(path, "experiment file")
     if not isinstance(spec, dict):
         raise InputError(path, "an experiment is a mapping of settings")
     return spec

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from builtup.config.schema import check_against_schema
+from builtup.config.yamlfile import text_of
 from builtup.core.bands import STACK
 from builtup.core.errors import InputError
 
@@ -110,13 +112,38 @@ def _disambiguate(sheet: pd.DataFrame) -> pd.DataFrame:
 
 
 def read_sheet(path: str | Path) -> pd.DataFrame:
+    """The scenes sheet, one row per acquisition, indexed by its line in the file; each row
+    checked against the schema; InputError naming the file and the line at fault."""
     path = Path(path)
-    if not path.exists():
-        raise InputError(path, "scenes sheet does not exist")
-    sheet = pd.read_csv(path, sep="\t", dtype=str, comment="#").fillna("")
-    missing = [c for c in COLUMNS if c not in sheet.columns]
+    lines = text_of(path, "scenes sheet").splitlines()
+    if not lines or not lines[0].strip():
+        raise InputError(path, f"scenes sheet is empty: it needs a header ({', '.join(COLUMNS)})")
+    header = lines[0].split("\t")
+    missing = [c for c in COLUMNS if c not in header]
     if missing:
         raise InputError(path, f"scenes sheet lacks column(s) {', '.join(missing)}")
+    rows = {}
+    for number, line in enumerate(lines[1:], start=2):
+        if not line.strip():
+            continue
+        fields = line.split("\t")
+        if len(fields) != len(header):
+            raise InputError(
+                path,
+                f"line {number}: {len(fields)} tab-separated fields, the header has {len(header)}",
+            )
+        rows[number] = dict(zip(header, fields, strict=True))
+        try:
+            check_against_schema(rows[number], "scenes.schema.yaml", path)
+        except InputError as err:
+            raise InputError(path, f"line {number}: {err.fault}") from None
+    sheet = pd.DataFrame.from_dict(rows, orient="index", columns=header)
+    check_names(sheet, path)
+    return sheet
+
+
+def check_names(sheet: pd.DataFrame, path: Path) -> None:
+    """Each (city, scene) once, no scene named like the stack, and each city in one split."""
     duplicated = sheet[sheet.duplicated(["city", "scene"], keep=False)]
     if len(duplicated):
         first = duplicated.iloc[0]
@@ -128,7 +155,15 @@ def read_sheet(path: str | Path) -> pd.DataFrame:
             f"scene {reserved.iloc[0]['city']}/{STACK}: the name {STACK!r} is reserved for "
             "the city's temporal stack; rename the scene",
         )
-    return sheet
+    splits = sheet.groupby("city")["split"].nunique()
+    if (splits > 1).any():
+        city = splits[splits > 1].index[0]
+        lines = sheet.index[(sheet["city"] == city) & (sheet["split"] == "test")]
+        raise InputError(
+            path,
+            f"line {lines[0]}: city {city} has both train and test rows; a city is in one "
+            "split (its acquisitions share one stack, one label file and one fold)",
+        )
 
 
 def check_cities(sheet: pd.DataFrame, cities: list[str], labels: dict, sheet_path) -> None:
@@ -143,3 +178,22 @@ def check_cities(sheet: pd.DataFrame, cities: list[str], labels: dict, sheet_pat
             raise InputError(
                 sheet_path, f"training city {city} has no label file in config 'labels'"
             )
+
+
+def check_inputs_exist(
+    sheet: pd.DataFrame, labels: dict, made_under: Path | None, sheet_path, config_path
+) -> None:
+    """Every raw scene of the sheet and every label file exists, unless the workflow makes
+    it (``made_under``: the demo's folder)."""
+
+    def missing(path: str) -> bool:
+        made = made_under is not None and Path(path).is_relative_to(made_under)
+        return not made and not Path(path).exists()
+
+    for line, row in sheet.iterrows():
+        for pol in ("vv", "vh"):
+            if missing(row[pol]):
+                raise InputError(sheet_path, f"line {line}: {pol} file {row[pol]} does not exist")
+    for city in sorted(set(sheet["city"]) & set(labels)):
+        if missing(labels[city]):
+            raise InputError(config_path, f"labels.{city}: file {labels[city]} does not exist")

@@ -10,7 +10,9 @@ import numpy as np
 import rasterio
 import shapely
 from fiona.errors import FionaError
+from pyproj import CRS
 from rasterio import features, warp
+from rasterio._err import CPLE_BaseError  # GDAL and PROJ errors; rasterio exports no base
 from shapely.geometry import shape
 
 from builtup.core.classes import BACKGROUND, BUILTUP, IGNORE
@@ -41,15 +43,34 @@ def load_polygons(path: str | Path) -> tuple[list, object]:
     try:
         with fiona.open(path) as src:
             crs = src.crs
-            geoms = [shape(f.geometry) for f in src if f.geometry is not None]
+            features = [(i, shape(f.geometry)) for i, f in enumerate(src) if f.geometry]
     except (FionaError, OSError, ValueError) as err:
         raise InputError(path, f"cannot be read as vector data: {err}") from err
     if not crs:
         raise InputError(path, "vector file has no CRS")
+    for index, geom in features:
+        if np.isnan(shapely.get_coordinates(geom)).any():
+            raise InputError(path, f"feature {index} has a NaN coordinate")
+    geoms = [geom for _, geom in features]
+    check_coordinates_fit(geoms, crs, path)
     polygons = _polygonal(_repaired(geoms, path))
     if not polygons:
         raise InputError(path, "label file holds no polygon (empty)")
     return polygons, crs
+
+
+def check_coordinates_fit(geoms: list, crs, path: Path) -> None:
+    """Coordinates of a geographic CRS are longitudes and latitudes (labels in metres under
+    a .prj of degrees are the usual slip)."""
+    if not geoms or not CRS.from_user_input(crs).is_geographic:
+        return
+    west, south, east, north = shapely.total_bounds(np.asarray(geoms, dtype=object))
+    if max(abs(west), abs(east)) > 180 or max(abs(south), abs(north)) > 90:
+        raise InputError(
+            path,
+            f"coordinates reach ({west:.0f}, {south:.0f}) to ({east:.0f}, {north:.0f}), which "
+            f"cannot be degrees of its CRS {crs}: metres of a projected CRS? fix the .prj",
+        )
 
 
 def _repaired(geoms: list, path: Path) -> list:
@@ -88,14 +109,36 @@ def reproject_polygons(polygons: list, src_crs, dst_crs) -> list:
     return list(shapely.transform(np.asarray(polygons, dtype=object), transform))
 
 
+def polygons_on_grid(polygons: list, label_crs, scene, label_path) -> list:
+    """The label polygons in the scene's CRS; InputError where PROJ cannot take them there."""
+    try:
+        projected = reproject_polygons(polygons, label_crs, scene.crs)
+    except CPLE_BaseError as err:
+        raise InputError(
+            label_path, f"polygons cannot be transformed from {label_crs} to {scene.crs}: {err}"
+        ) from None
+    if not np.isfinite(shapely.total_bounds(np.asarray(projected, dtype=object))).all():
+        raise InputError(
+            label_path, f"polygons cannot be transformed from {label_crs} to {scene.crs}"
+        )
+    return projected
+
+
 def rasterize_mask(
-    scene_path: str | Path, label_path: str | Path, out_path: str | Path, all_touched: bool = True
+    scene_path: str | Path,
+    label_path: str | Path,
+    out_path: str | Path,
+    all_touched: bool = True,
+    trained_on: bool = False,
 ) -> dict:
     """Mask on the grid of a scene (or a stack): 0 background, 1 built-up, 255 where every
-    band is nodata (a scene's bands have data together; a stack's where any acquisition has)."""
+    band is nodata (a scene's bands have data together; a stack's where any acquisition has).
+
+    ``trained_on``: the mask of a training city, refused (InputError, nothing written) when
+    no label polygon falls on the scene's valid pixels."""
     polygons, label_crs = load_polygons(label_path)
     with open_raster(scene_path) as scene:
-        projected = reproject_polygons(polygons, label_crs, scene.crs)
+        projected = polygons_on_grid(polygons, label_crs, scene, label_path)
         tree = shapely.STRtree(projected)
         profile = tiled_profile(
             scene.profile, count=1, dtype="uint8", nodata=IGNORE, codec=MASK_CODEC
@@ -112,6 +155,12 @@ def rasterize_mask(
                 mask[is_nodata(values, scene.nodata).all(axis=0)] = IGNORE
                 dst.write(mask, 1, window=window)
                 counts += np.bincount(mask.ravel(), minlength=256)
+            if trained_on and counts[BUILTUP] == 0:
+                raise InputError(
+                    label_path,
+                    f"no label polygon falls on the valid pixels of {scene_path}, a scene of a "
+                    "training city: labels of another place, or in another CRS than declared?",
+                )
     summary = {
         "background": int(counts[BACKGROUND]),
         "builtup": int(counts[BUILTUP]),

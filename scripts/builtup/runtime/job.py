@@ -19,7 +19,7 @@ from builtup.runtime.gpus import place_job
 
 def run(snakemake, main: Callable, *, uses_torch: bool = False) -> None:
     """Run ``main(inputs, outputs, params)`` with logging to the rule's log; bad input exits 1
-    with one line on stderr."""
+    with one line on stderr (the rule's log keeps the traceback)."""
     os.environ.setdefault("GDAL_NUM_THREADS", str(snakemake.threads))
     log_path = snakemake.log[0] if snakemake.log else None
     # DDP re-runs the script in one process per further device: all of them append
@@ -39,7 +39,7 @@ def run(snakemake, main: Callable, *, uses_torch: bool = False) -> None:
 
             torch.set_num_threads(snakemake.threads)
         main(snakemake.input, snakemake.output, snakemake.params)
-    except InputError as err:
-        logging.getLogger(snakemake.rule).error("%s", err)
+    except InputError as err:  # the traceback goes to the log only, for a developer
+        logging.getLogger(snakemake.rule).error("%s", err, exc_info=bool(log_path))
         print(f"ERROR: {err}", file=sys.stderr)
         sys.exit(1)

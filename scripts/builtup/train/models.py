@@ -10,6 +10,7 @@ number of input channels is adapted, as timm and smp do for ImageNet weights).
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 
 import segmentation_models_pytorch as smp
@@ -206,24 +207,58 @@ def build_model(
 
 
 def check_model_names(model_settings: ModelSettings) -> None:
-    """Fail early, without building anything, on an unknown architecture or encoder name."""
+    """Fail early, without building anything, on an unknown architecture, encoder or option."""
     arch, encoder = model_settings.architecture, model_settings.encoder
     if arch.lower() == LWREFINENET:
-        if encoder not in timm.list_models():
+        if not timm.is_model(encoder):
             raise ValueError(f"unknown timm encoder {encoder!r} for LW-RefineNet")
-        return
-    known = {name.lower(): name for name in smp_architectures()}
-    if arch.lower() not in known:
+    else:
+        known = {cls.__name__.lower(): cls.__name__ for cls in smp_classes()}
+        if arch.lower() not in known:
+            raise ValueError(
+                f"unknown architecture {arch!r}; known: lwrefinenet, {', '.join(known.values())}"
+            )
+        if encoder.startswith("tu-"):
+            if not timm.is_model(encoder.removeprefix("tu-")):
+                raise ValueError(f"unknown encoder {encoder!r}: timm has no {encoder[3:]!r}")
+        elif encoder not in smp.encoders.get_encoder_names():
+            raise ValueError(f"unknown encoder {encoder!r} (smp encoders, or tu-<timm name>)")
+    check_model_options(model_settings)
+
+
+# Arguments of the model classes that the experiment's other keys set
+SET_BY_THE_EXPERIMENT = {"encoder", "encoder_name", "encoder_weights", "pretrained"}
+SET_BY_THE_EXPERIMENT |= {"in_channels", "classes"}
+
+
+def check_model_options(model_settings: ModelSettings) -> None:
+    """``model.options`` are named arguments of the model class (smp passes unknown ones on
+    to the encoder, which silently ignores a misspelt one)."""
+    cls = model_class(model_settings.architecture)
+    parameters = inspect.signature(cls.__init__).parameters.values()
+    allowed = [
+        p.name
+        for p in parameters
+        if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+        and p.name not in SET_BY_THE_EXPERIMENT | {"self"}
+    ]
+    unknown = sorted(set(model_settings.options) - set(allowed))
+    if unknown:
         raise ValueError(
-            f"unknown architecture {arch!r}; known: lwrefinenet, {', '.join(known.values())}"
+            f"model.options: {cls.__name__} has no option {', '.join(unknown)} "
+            f"(its options: {', '.join(allowed)})"
         )
-    if encoder not in smp.encoders.get_encoder_names() and not encoder.startswith("tu-"):
-        raise ValueError(f"unknown encoder {encoder!r} (smp encoders, or tu-<timm name>)")
 
 
-def smp_architectures() -> list[str]:
+def model_class(architecture: str) -> type[nn.Module]:
+    if architecture.lower() == LWREFINENET:
+        return LWRefineNet
+    return {cls.__name__.lower(): cls for cls in smp_classes()}[architecture.lower()]
+
+
+def smp_classes() -> list[type[nn.Module]]:
     return [
-        cls.__name__
+        cls
         for cls in smp.__dict__.values()
         if isinstance(cls, type)
         and issubclass(cls, smp.base.SegmentationModel)
