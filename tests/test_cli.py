@@ -26,6 +26,8 @@ BUILTUP = Path(sys.executable).with_name("builtup")
         ["make-sheet", "{tmp}", "-o", "{tmp}/missing/sheet.tsv"],
         ["export-tile", "{tmp}/missing", "0", "{tmp}/t.tif"],
         ["export-tile", "{tmp}", "x", "{tmp}/t.tif"],
+        ["export-tile", "{tmp}/corrupt", "0", "{tmp}/t.tif"],
+        ["generate-demo", "{tmp}/demo", "--size", "99999999"],
         ["train", "{tmp}/missing.yaml", "--fold", "A"],
         ["train", str(REPO / "config/experiments/demo.yaml")],
         ["train", str(REPO / "config/experiments/demo.yaml"), "--fold", "A", "--results", "{tmp}"],
@@ -34,6 +36,9 @@ BUILTUP = Path(sys.executable).with_name("builtup")
 )
 def test_bad_arguments_end_in_one_line(tmp_path, args):
     (tmp_path / "file.txt").write_text("not a folder")
+    (tmp_path / "corrupt").mkdir()
+    (tmp_path / "corrupt/tiles.json").write_text('{"windows": [[0, 0, 64, 64]], "tile_size": 64}')
+    (tmp_path / "corrupt/images.npy").write_bytes(b"\x93NUMPY garbage")
     result = subprocess.run(
         [str(BUILTUP), *(a.format(tmp=tmp_path) for a in args)],
         capture_output=True,
@@ -44,3 +49,4 @@ def test_bad_arguments_end_in_one_line(tmp_path, args):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("ERROR: "), result.stderr
     assert "Traceback" not in result.stderr
+    assert not (tmp_path / "t.tif").exists() and not (tmp_path / "demo").exists()

@@ -121,7 +121,10 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("root", help="output folder, e.g. resources/demo")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument(
-        "--size", type=_count(64), default=1024, help="scene side in pixels (10980 = full size)"
+        "--size",
+        type=_count(64, demo.FULL_SIZE),
+        default=1024,
+        help=f"scene side in pixels, up to {demo.FULL_SIZE} (a whole Sentinel-2 tile)",
     )
     g.add_argument("--train", type=_count(1, 4), default=4, help="training cities (1 to 4)")
     g.add_argument("--test", type=_count(0, 4), default=2, help="test cities (0 to 4)")

@@ -1,5 +1,6 @@
 """Scene prediction, city aggregation, polygons and metrics on synthetic rasters."""
 
+import re
 from dataclasses import replace
 
 import numpy as np
@@ -557,3 +558,84 @@ def test_mean_logit_city_maps_keep_confident_acquisitions(tmp_path, scene):
     mask = write_raster(tmp_path / "mask.tif", np.where(wedge, 255, 1), dtype="uint8", nodata=255)
     hist = probability_histograms(predictions[0], mask)
     assert hist[1, PROB_SCALE] == (~wedge).sum()
+
+
+def spoilt_checkpoints(task) -> dict:
+    """Checkpoint contents that are not a checkpoint of this workflow, each in its own way."""
+    good = {
+        "state_dict": task.state_dict(),
+        "hyper_parameters": {"experiment": task.experiment.to_dict(), "data": task.data},
+    }
+    experiment = task.experiment.to_dict()
+    unknown = {**experiment, "model": {**experiment["model"], "architecture": "UNetXL"}}
+    wider = {**experiment, "model": {**experiment["model"], "options": {"width": 24}}}
+    return {
+        "a tensor": (torch.zeros(3), "holds a Tensor, not a mapping (checkpoints map"),
+        "a list": ([1, 2], "holds a list, not a mapping"),
+        "spec: {}": ({"spec": {}}, "no experiment settings"),
+        "hyper_parameters: spec": ({**good, "hyper_parameters": {"spec": {}}}, "builtup 0.1"),
+        "unknown architecture": (
+            {**good, "hyper_parameters": {"experiment": unknown}},
+            "holds experiment settings of another version: unknown architecture 'UNetXL'",
+        ),
+        "another width": (
+            {**good, "hyper_parameters": {"experiment": wider, "data": task.data}},
+            "weights do not fit the experiment it names: size mismatch for",
+        ),
+        "state_dict of strings": ({**good, "state_dict": {"a": "b"}}, "not a mapping of names"),
+    }
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        "a tensor",
+        "a list",
+        "spec: {}",
+        "hyper_parameters: spec",
+        "unknown architecture",
+        "another width",
+        "state_dict of strings",
+    ],
+)
+def test_a_malformed_checkpoint_is_refused_in_one_line(tmp_path, fault):
+    from builtup.train.task import SegmentationTask, load_task
+
+    task = SegmentationTask(
+        tiny_experiment(
+            tmp_path,
+            model={
+                "architecture": "lwrefinenet",
+                "encoder": "mobilenetv2_050",
+                "options": {"width": 16},
+            },
+        )
+    )
+    content, message = spoilt_checkpoints(task)[fault]
+    path = tmp_path / "model.ckpt"
+    torch.save(content, path)
+    with pytest.raises(InputError, match=re.escape(message)) as err:
+        load_task(path)
+    assert str(err.value).startswith(f"{path}: ") and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("content", "checksum", "message"),
+    [
+        (torch.zeros(3), None, "holds a Tensor, not a mapping (encoder weights files map"),
+        ([torch.zeros(3)], None, "holds a list, not a mapping"),
+        ({"conv.weight": torch.zeros(3)}, "", "enc.pth.sha256: is not a sha256 checksum"),
+        (Payload("marker"), None, "refused: the encoder weights file holds objects other"),
+    ],
+    ids=["tensor", "list", "empty checksum", "pickle payload"],
+)
+def test_a_malformed_weights_file_is_refused_in_one_line(tmp_path, content, checksum, message):
+    path = tmp_path / "enc.pth"
+    torch.save(content, path)
+    if checksum is not None:
+        (tmp_path / "enc.pth.sha256").write_text(checksum)
+    spec = network("lwrefinenet", "mobilenetv2_050", str(path), width=16)
+    with pytest.raises(InputError, match=re.escape(message)) as err:
+        build_model(spec, 3, None)
+    assert "\n" not in str(err.value) and "enc.pth" in str(err.value)
+    assert not (tmp_path / "marker").exists()

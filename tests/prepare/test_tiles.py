@@ -96,6 +96,37 @@ def test_export_tile_out_of_range(tmp_path, scene_and_mask):
         export_tile(tiles, 99, tmp_path / "x.tif")
 
 
+def test_export_tile_writes_both_files_or_neither(tmp_path, scene_and_mask):
+    scene, mask_path, *_ = scene_and_mask
+    tiles = TileSet.in_folder(tmp_path / "tiles")
+    cut_tiles(scene, mask_path, tiles, 128, 16)
+    (tmp_path / "taken").mkdir()  # the mask's name is a folder's
+    with pytest.raises(OSError):
+        export_tile(tiles, 0, tmp_path / "image.tif", tmp_path / "taken")
+    assert not (tmp_path / "image.tif").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mask.tif", "scene.tif", "taken", "tiles"]
+
+
+@pytest.mark.parametrize(
+    ("spoil", "message"),
+    [
+        (lambda t: t.index.write_text("{"), "tiles.json: not a tile index written by cut_tiles"),
+        (lambda t: t.masks.unlink(), "masks.npy: not a tile array written by cut_tiles"),
+        (lambda t: t.images.write_bytes(b"\x93NUMPY junk"), "images.npy: not a tile array"),
+        (lambda t: np.save(t.masks, np.zeros((2, 128, 128), "uint8")), "masks.npy: holds shape"),
+    ],
+    ids=["index", "missing masks", "corrupt images", "masks of another count"],
+)
+def test_a_corrupt_tile_folder_is_named(tmp_path, scene_and_mask, spoil, message):
+    scene, mask_path, *_ = scene_and_mask
+    tiles = TileSet.in_folder(tmp_path / "tiles")
+    cut_tiles(scene, mask_path, tiles, 128, 16)
+    spoil(tiles)
+    with pytest.raises(InputError, match=message):
+        export_tile(tiles, 0, tmp_path / "x.tif")
+    assert not (tmp_path / "x.tif").exists()
+
+
 def test_scene_smaller_than_tile(tmp_path, scene_and_mask):
     scene, mask_path, *_ = scene_and_mask
     with pytest.raises(InputError, match="smaller than a tile"):

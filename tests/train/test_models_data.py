@@ -209,7 +209,7 @@ def test_encoder_weights_file(tmp_path):
     with pytest.raises(InputError, match="does not exist"):
         build_model(replace(spec, encoder_weights=str(tmp_path / "missing.pth")), 3, None)
     (tmp_path / "junk.pth").write_bytes(b"junk")
-    with pytest.raises(InputError, match="cannot be read as a weights file"):
+    with pytest.raises(InputError, match="is not a readable encoder weights file"):
         build_model(replace(spec, encoder_weights=str(tmp_path / "junk.pth")), 3, None)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from pathlib import Path
 
 from builtup.core.errors import InputError
@@ -25,7 +26,9 @@ def verified(path: str | Path) -> Path:
     path = Path(path)
     sidecar = checksum_path(path)
     if path.is_file() and sidecar.is_file():
-        expected = sidecar.read_text().split()[0]
-        if sha256_of(path) != expected:
+        expected = sidecar.read_bytes().split()[:1]
+        if not expected or not re.fullmatch(rb"[0-9a-f]{64}", expected[0]):
+            raise InputError(sidecar, "is not a sha256 checksum (64 hex digits, then the name)")
+        if sha256_of(path) != expected[0].decode():
             raise InputError(path, f"sha256 differs from {sidecar.name}: corrupt or replaced")
     return path

@@ -41,6 +41,9 @@ from __future__ import annotations
 
 import logging
 import math
+import os
+import shutil
+import tempfile
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
@@ -61,6 +64,7 @@ log = logging.getLogger(__name__)
 LOOKS = 4.4
 PIXEL = 10.0
 CRS = "EPSG:32638"
+FULL_SIZE = 10980  # px: a Sentinel-2 MGRS tile at 10 m, as the UNOSAT scenes
 LOOK_AZIMUTH = {"ASC": 78.0, "DES": 282.0}  # degrees from north; right-looking sensor
 TIMES = {"ASC": "150512", "DES": "025534"}
 
@@ -508,8 +512,48 @@ def generate(
     ``test_acquisitions``: the test cities' (default: the same); ``label_style``: see
     :func:`label_polygons`."""
     root = Path(root)
+    root.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{root.name}.", suffix=".part", dir=root.parent))
+    try:
+        records = _write_cities(
+            staging,
+            seed,
+            size,
+            demo_cities(train, test),
+            acquisitions_per_city,
+            test_acquisitions,
+            label_style,
+        )
+        moved = _moved_into(staging, root)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return [{**r, "vv": moved[str(r["vv"])], "vh": moved[str(r["vh"])]} for r in records]
+
+
+def _moved_into(staging: Path, root: Path) -> dict[str, str]:
+    """Every file written under ``staging`` moved to the same place under ``root`` (replacing
+    an earlier one), once all are written: a failed run leaves nothing that looks finished."""
+    moved = {}
+    for path in sorted(p for p in staging.rglob("*") if p.is_file()):
+        target = root / path.relative_to(staging)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(path, target)
+        moved[str(path)] = str(target)
+    return moved
+
+
+def _write_cities(
+    root: Path,
+    seed: int,
+    size: int,
+    cities: list[City],
+    acquisitions_per_city: Counts,
+    test_acquisitions: Counts | None,
+    label_style: str,
+) -> list[dict]:
+    """Labels and acquisitions of each city under ``root``, one record per acquisition."""
     records = []
-    for city in demo_cities(train, test):
+    for city in cities:
         city_index = (TRAIN_CITIES + TEST_CITIES).index(city)
         layout = build_layout(seed, city_index, size)
         write_labels(layout, city, label_path(root, city), label_style)
@@ -522,6 +566,9 @@ def generate(
                 write_border_mask(Path(paths["vv"]))
             records.append({"city": city.id, "split": city.split, **paths})
             log.info(
-                "wrote %s %s %s", city.id, acq.stamp + "_" + acq.orbit + acq.suffix, paths["vv"]
+                "wrote %s %s %s",
+                city.id,
+                acq.stamp + "_" + acq.orbit + acq.suffix,
+                Path(paths["vv"]).relative_to(root),
             )
     return records

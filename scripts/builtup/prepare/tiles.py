@@ -10,6 +10,7 @@ georeference and can be exported as a GeoTIFF (:func:`export_tile`).
 from __future__ import annotations
 
 import bisect
+import contextlib
 import json
 import math
 from collections.abc import Iterator
@@ -69,6 +70,28 @@ class TileSet:
     def load(self) -> tuple[np.ndarray, np.ndarray]:
         """Memory-mapped (images, masks): reading one tile touches only its bytes."""
         return np.load(self.images, mmap_mode="r"), np.load(self.masks, mmap_mode="r")
+
+    def checked(self) -> tuple[dict, np.ndarray, np.ndarray]:
+        """(meta, images, masks) of a folder made by ``cut_tiles``; InputError naming the
+        file at fault when one is missing, unreadable or of shapes the others contradict."""
+        try:
+            meta = self.meta()
+            windows, size = len(meta["windows"]), meta["tile_size"]
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            raise InputError(self.index, f"not a tile index written by cut_tiles: {err}") from None
+        arrays = []
+        for path, rest in ((self.images, None), (self.masks, ())):
+            try:
+                array = np.load(path, mmap_mode="r")
+            except (OSError, ValueError) as err:
+                raise InputError(path, f"not a tile array written by cut_tiles: {err}") from None
+            wanted = (windows, *(rest if rest is not None else array.shape[1:2]), size, size)
+            if array.shape != wanted:
+                raise InputError(
+                    path, f"holds shape {array.shape}, where {self.index.name} implies {wanted}"
+                )
+            arrays.append(array)
+        return meta, *arrays
 
     def iter_tiles(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """(image, mask) of every tile in order, read sequentially with bounded memory."""
@@ -236,11 +259,11 @@ def tile_transform(meta: dict, index: int) -> Affine:
 def export_tile(
     tiles: TileSet, index: int, out_path: str | Path, mask_path: str | Path | None = None
 ):
-    """Write tile ``index`` as a georeferenced GeoTIFF (and its mask, if asked) to inspect it."""
-    meta = tiles.meta()
+    """Write tile ``index`` as a georeferenced GeoTIFF (and its mask, if asked) to inspect it;
+    both files appear together, or neither."""
+    meta, images, masks = tiles.checked()
     if not 0 <= index < len(meta["windows"]):
         raise InputError(tiles.index, f"tile {index} out of range (0..{len(meta['windows']) - 1})")
-    images, masks = tiles.load()
     size = meta["tile_size"]
     common = {
         "driver": "GTiff",
@@ -249,16 +272,13 @@ def export_tile(
         "crs": meta["crs"],
         "transform": tile_transform(meta, index),
     }
-    with rasterio.open(
-        out_path,
-        "w",
-        count=images.shape[1],
-        dtype="float32",
-        nodata=meta.get("nodata", 0),
-        **common,
-    ) as dst:
-        dst.write(np.asarray(images[index]))
-        dst.descriptions = tuple(meta["bands"])
-    if mask_path is not None:
-        with rasterio.open(mask_path, "w", count=1, dtype="uint8", nodata=255, **common) as dst:
-            dst.write(np.asarray(masks[index]), 1)
+    image = {"count": images.shape[1], "dtype": "float32", "nodata": meta.get("nodata", 0)}
+    with contextlib.ExitStack() as outputs:
+        image_tmp = outputs.enter_context(atomic_path(out_path))
+        mask_tmp = outputs.enter_context(atomic_path(mask_path)) if mask_path else None
+        with rasterio.open(image_tmp, "w", **image, **common) as dst:
+            dst.write(np.asarray(images[index]))
+            dst.descriptions = tuple(meta["bands"])
+        if mask_tmp is not None:
+            with rasterio.open(mask_tmp, "w", count=1, dtype="uint8", nodata=255, **common) as dst:
+                dst.write(np.asarray(masks[index]), 1)

@@ -24,7 +24,8 @@ from builtup.core.rasters import atomic_path
 from builtup.prepare.tile_stats import read_statistics
 from builtup.train.datamodule import TrainingData
 from builtup.train.figures import plot_curves, plot_val_samples
-from builtup.train.task import SegmentationTask, load_task, read_checkpoint
+from builtup.train.task import SegmentationTask, load_task
+from builtup.train.tensorfile import read_tensors
 
 log = logging.getLogger(__name__)
 
@@ -269,7 +270,7 @@ def _discard_if_foreign(last: Path, experiment: Experiment, identity: dict) -> N
     """Remove the checkpoints of a run that another experiment or other data started: a run
     resumes only with the experiment, the fold normalisation and the tile table it began with."""
     try:
-        trained = read_checkpoint(last).get("hyper_parameters", {})
+        trained = read_tensors(last, "checkpoint").get("hyper_parameters", {})
     except InputError as err:
         reason = f"cannot be resumed ({err.fault})"
     else:

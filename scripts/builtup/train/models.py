@@ -22,8 +22,7 @@ from torch import nn
 
 from builtup.config.encoders import LWREFINENET
 from builtup.config.experiment import ModelSettings
-from builtup.core.checksums import verified
-from builtup.core.errors import InputError
+from builtup.train.tensorfile import load_fitting, read_tensors, state_dict_in
 
 
 class ChainedResidualPooling(nn.Module):
@@ -202,7 +201,7 @@ def build_model(
     except (KeyError, RuntimeError) as err:
         raise ValueError(f"cannot build {arch} with encoder {encoder!r}: {err}") from None
     if weights and not imagenet:
-        load_encoder_weights(model.encoder, verified(weights))
+        load_encoder_weights(model.encoder, weights)
     return AcquisitionFusion(model, in_channels) if fused else model
 
 
@@ -285,16 +284,6 @@ def adapted_input_convs(state: dict, target: dict) -> dict:
 
 
 def load_encoder_weights(encoder: nn.Module, path: str | Path) -> None:
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(path, "encoder weights file does not exist")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 (any unpickling failure means an unusable file)
-        raise InputError(path, f"cannot be read as a weights file: {err}") from None
-    state = adapted_input_convs(state.get("state_dict", state), encoder.state_dict())
-    try:
-        encoder.load_state_dict(state, strict=True)
-    except RuntimeError as err:
-        first = str(err).splitlines()[1].strip() if "\n" in str(err) else str(err)
-        raise InputError(path, f"weights do not fit the encoder: {first}") from None
+    data = read_tensors(path, "encoder weights file")
+    state = adapted_input_convs(state_dict_in(data, path), encoder.state_dict())
+    load_fitting(encoder, state, path, "the encoder")

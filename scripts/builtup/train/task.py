@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import pickle
 from pathlib import Path
 
 import lightning as L
@@ -17,7 +16,9 @@ from builtup.core.scores import scores
 from builtup.train.losses import WeightedSum
 from builtup.train.metrics import confusion_matrix
 from builtup.train.models import build_model
+from builtup.train.names import check_names
 from builtup.train.optim import build_optimizer, build_scheduler
+from builtup.train.tensorfile import load_fitting, read_tensors, state_dict_in
 
 log = logging.getLogger(__name__)
 
@@ -119,39 +120,25 @@ class SegmentationTask(L.LightningModule):
         )
 
 
-def read_checkpoint(path) -> dict:
-    """A checkpoint read as plain data and tensors only (``weights_only``): a shared file cannot
-    run code when it is loaded."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(path, "checkpoint does not exist")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        raise InputError(
-            path,
-            "refused: the checkpoint holds objects other than plain data and tensors "
-            "(loading it could run code)",
-        ) from None
-    except Exception as err:  # noqa: BLE001 (any loading failure means an unusable checkpoint)
-        raise InputError(path, f"cannot be loaded as a model checkpoint: {err}") from None
-
-
 def load_task(path) -> SegmentationTask:
     """The trained task of a checkpoint, built without initial encoder weights."""
-    state = read_checkpoint(path)
-    settings = state.get("hyper_parameters", {})
-    if "spec" in settings:
+    state = read_tensors(path, "checkpoint")
+    settings = state.get("hyper_parameters")
+    if isinstance(settings, dict) and "spec" in settings:
         raise InputError(path, "was trained by builtup 0.1 (settings under 'spec'): retrain it")
-    if "experiment" not in settings or "state_dict" not in state:
+    if not isinstance(settings, dict) or not isinstance(settings.get("experiment"), dict):
         raise InputError(path, "not a checkpoint of this workflow (no experiment settings)")
-    try:
-        experiment = Experiment.from_dict(settings["experiment"])
-    except (TypeError, KeyError) as err:
-        raise InputError(path, f"holds experiment settings of another version: {err}") from None
+    experiment = experiment_of_checkpoint(settings["experiment"], path)
     task = SegmentationTask(experiment, settings.get("data"), initial_weights=False)
-    try:
-        task.load_state_dict(state["state_dict"])
-    except RuntimeError as err:
-        raise InputError(path, f"weights do not fit the experiment: {err}") from None
+    load_fitting(task, state_dict_in(state, path), path, "the experiment it names")
     return task
+
+
+def experiment_of_checkpoint(settings: dict, path) -> Experiment:
+    """The experiment a checkpoint was trained with, if this version can build its network."""
+    try:
+        experiment = Experiment.from_dict(settings)
+        check_names(experiment)
+    except (TypeError, KeyError, ValueError, AttributeError) as err:
+        raise InputError(path, f"holds experiment settings of another version: {err}") from None
+    return experiment
