@@ -213,6 +213,15 @@ def test_encoder_weights_file(tmp_path):
         build_model(replace(spec, encoder_weights=str(tmp_path / "junk.pth")), 3, None)
 
 
+def test_weights_file_of_an_encoder_that_overrides_load_state_dict(tmp_path):
+    """smp's DenseNet encoder takes no ``strict`` argument (it renames old keys first)."""
+    spec = network("Linknet", "densenet121")
+    torch.save(build_model(spec, 3, None).encoder.state_dict(), tmp_path / "densenet.pth")
+    loaded = build_model(replace(spec, encoder_weights=str(tmp_path / "densenet.pth")), 3, None)
+    saved = torch.load(tmp_path / "densenet.pth", weights_only=True)
+    assert all(torch.equal(saved[k], v) for k, v in loaded.encoder.state_dict().items())
+
+
 def test_rgb_weights_are_adapted_to_other_channel_counts(tmp_path):
     """As timm and smp do for ImageNet weights: the first convolution's RGB kernels repeated
     over the input channels and scaled by 3 / channels; every other weight as saved."""

@@ -47,10 +47,11 @@ def state_dict_in(data: Mapping, path: str | Path, key: str = "state_dict") -> d
 
 
 def load_fitting(module: torch.nn.Module, state: dict, path: str | Path, what: str) -> None:
-    """``module.load_state_dict(state, strict=True)``; a mismatch in one line: the first
-    fault of torch's list and how many more there are."""
+    """``module.load_state_dict(state)`` (strict, torch's default: smp's DenseNet encoder
+    overrides it without the argument); a mismatch in one line: the first fault of torch's
+    list and how many more there are."""
     try:
-        module.load_state_dict(state, strict=True)
+        module.load_state_dict(state)
     except RuntimeError as err:
         faults = [line.strip() for line in str(err).splitlines()[1:] if line.strip()]
         first = faults[0] if faults else one_line(err)
