@@ -276,6 +276,14 @@ class Sandbox:
         self.config.update(cities=cities, experiments=["tiny"], recipes=[experiment["recipe"]])
         self.write_config()
 
+    def one_thread_per_job(self, *rules: str) -> None:
+        """Jobs of ``rules`` take one core each in every later run, so that two run side by
+        side on the two cores (most of a tiny job is its single-threaded start)."""
+        profile = self.root / "workflow/profiles/default/config.yaml"
+        settings = yaml.safe_load(profile.read_text())
+        settings["set-threads"] = [f"{rule}=1" for rule in rules]
+        profile.write_text(yaml.safe_dump(settings))
+
     def stale_jobs(self, *args) -> dict[str, int]:
         """Jobs a dry run would execute, counted per rule."""
         result = self.snakemake("-n", *args)

@@ -38,8 +38,8 @@ def load_sheet():
 
 def load_experiments():
     """The active experiments' settings and those of the experiments whose models they start
-    from or predict with: schema, relations, and (in the main process, which alone imports
-    the libraries) every name and argument built as the jobs will build them."""
+    from or predict with: schema, relations, and (in the main process only, where the
+    training libraries are installed) every name and argument built as the jobs will."""
     experiments, wanted = {}, list(config["experiments"])
     try:
         while wanted:
@@ -54,7 +54,7 @@ def load_experiments():
             if experiment.start_from:
                 check_same_network(experiment, experiments[experiment.start_from])
         check_no_start_cycle(experiments)
-        if workflow.is_main_process:
+        if workflow.is_main_process and training_libraries_here():
             from builtup.train.names import checked
 
             for experiment in experiments.values():
@@ -68,6 +68,16 @@ def load_experiments():
                 "the folds do not compute: add it to 'recipes' in config/config.yaml"
             )
     return experiments
+
+
+def training_libraries_here():
+    """Whether Snakemake's own environment has the training libraries (the pip environment
+    of ``make setup`` has; one that only runs Snakemake for conda jobs may not, and there
+    the train jobs check the names)."""
+    import importlib.util
+
+    names = ("torch", "segmentation_models_pytorch", "timm", "albumentations")
+    return all(importlib.util.find_spec(name) is not None for name in names)
 
 
 def load_ensembles():
@@ -478,6 +488,21 @@ def delivered_names():
     return [*config["experiments"], *ENSEMBLES]
 
 
+def check_quicklooks():
+    """Quicklooks are drawn of delivered experiments and ensembles only."""
+    if config["quicklooks"] == "all":
+        return
+    for name in config["quicklooks"]:
+        if name not in delivered_names():
+            raise WorkflowError(
+                f"ERROR: {CONFIG_FILE}: quicklooks names {name}, which is neither an active "
+                "experiment nor an ensemble"
+            )
+
+
+check_quicklooks()
+
+
 def delivered_kinds():
     return {
         name: "ensemble" if name in ENSEMBLES else "experiment"
@@ -555,5 +580,6 @@ def all_targets():
             f"results/quicklooks/{experiment}/{city}/{scene}.png"
             for city in sorted(SHEET["city"].unique())
             for scene in predicted_scenes(experiment, city)
+            if config["quicklooks"] == "all" or experiment in config["quicklooks"]
         ]
     return folds + masks + rasters + models + delivery

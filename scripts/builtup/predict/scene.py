@@ -39,7 +39,7 @@ from builtup.core.probability import (
 from builtup.core.rasters import is_nodata, open_raster, read_window
 from builtup.core.recipes import get_recipe
 from builtup.prepare.tiles import tile_offsets
-from builtup.train.task import load_task
+from builtup.train.checkpoint import load_trained
 
 log = logging.getLogger(__name__)
 
@@ -76,9 +76,9 @@ def load_fold_model(
 ) -> FoldModel:
     """The model of a checkpoint, checked against the experiment and the fold normalisation
     it is meant to be used with."""
-    task = load_task(checkpoint)
+    fold = load_trained(checkpoint)
     for key in ("model", "recipe"):
-        trained, configured = getattr(task.experiment, key), getattr(experiment, key)
+        trained, configured = getattr(fold.experiment, key), getattr(experiment, key)
         if trained != configured:
             raise InputError(
                 checkpoint,
@@ -86,13 +86,13 @@ def load_fold_model(
                 f"{_plain(trained)} was trained, {_plain(configured)} is configured",
             )
     norm = summary["normalisation"][experiment.recipe]
-    trained_norm = (task.data or {}).get("normalisation")
+    trained_norm = (fold.data or {}).get("normalisation")
     if trained_norm is not None and trained_norm != norm:
         raise InputError(
             checkpoint,
             "was trained with another normalisation than its fold's summary: retrain it",
         )
-    network = task.model.to(device).eval()
+    network = fold.network.to(device).eval()
     return FoldModel(
         network,
         np.asarray(norm["mean"], np.float32)[:, None, None],

@@ -22,10 +22,11 @@ from builtup.core.checksums import sha256_of
 from builtup.core.errors import InputError
 from builtup.core.rasters import atomic_path
 from builtup.prepare.tile_stats import read_statistics
+from builtup.train.checkpoint import load_trained
 from builtup.train.datamodule import TrainingData
 from builtup.train.figures import plot_curves, plot_val_samples
 from builtup.train.task import SegmentationTask, load_task
-from builtup.train.tensorfile import read_tensors
+from builtup.train.tensorfile import load_fitting, read_tensors
 
 log = logging.getLogger(__name__)
 
@@ -195,10 +196,8 @@ def start_task(
     if start_model is None:
         return SegmentationTask(experiment, identity, weights_file=weights_file)
     task = SegmentationTask(experiment, identity, initial_weights=False)
-    try:
-        task.model.load_state_dict(load_task(start_model).model.state_dict())
-    except RuntimeError as err:
-        raise InputError(start_model, f"weights do not fit {experiment.name}: {err}") from None
+    network = load_trained(start_model).network.state_dict()
+    load_fitting(task.model, network, start_model, experiment.name)
     log.info("network weights from %s", start_model)
     return task
 

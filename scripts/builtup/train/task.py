@@ -1,4 +1,4 @@
-"""The Lightning task of one experiment, and checkpoints read back as plain data."""
+"""The Lightning task of one experiment, and a checkpoint read back as one."""
 
 from __future__ import annotations
 
@@ -11,14 +11,13 @@ import numpy as np
 import torch
 
 from builtup.config.experiment import Experiment
-from builtup.core.errors import InputError
 from builtup.core.scores import scores
+from builtup.train.checkpoint import read_checkpoint
 from builtup.train.losses import WeightedSum
 from builtup.train.metrics import confusion_matrix
 from builtup.train.models import build_model
-from builtup.train.names import check_names
 from builtup.train.optim import build_optimizer, build_scheduler
-from builtup.train.tensorfile import load_fitting, read_tensors, state_dict_in
+from builtup.train.tensorfile import load_fitting
 
 log = logging.getLogger(__name__)
 
@@ -122,23 +121,7 @@ class SegmentationTask(L.LightningModule):
 
 def load_task(path) -> SegmentationTask:
     """The trained task of a checkpoint, built without initial encoder weights."""
-    state = read_tensors(path, "checkpoint")
-    settings = state.get("hyper_parameters")
-    if isinstance(settings, dict) and "spec" in settings:
-        raise InputError(path, "was trained by builtup 0.1 (settings under 'spec'): retrain it")
-    if not isinstance(settings, dict) or not isinstance(settings.get("experiment"), dict):
-        raise InputError(path, "not a checkpoint of this workflow (no experiment settings)")
-    experiment = experiment_of_checkpoint(settings["experiment"], path)
-    task = SegmentationTask(experiment, settings.get("data"), initial_weights=False)
-    load_fitting(task, state_dict_in(state, path), path, "the experiment it names")
+    checkpoint = read_checkpoint(path)
+    task = SegmentationTask(checkpoint.experiment, checkpoint.data, initial_weights=False)
+    load_fitting(task, checkpoint.state_dict, path, "the experiment it names")
     return task
-
-
-def experiment_of_checkpoint(settings: dict, path) -> Experiment:
-    """The experiment a checkpoint was trained with, if this version can build its network."""
-    try:
-        experiment = Experiment.from_dict(settings)
-        check_names(experiment)
-    except (TypeError, KeyError, ValueError, AttributeError) as err:
-        raise InputError(path, f"holds experiment settings of another version: {err}") from None
-    return experiment
