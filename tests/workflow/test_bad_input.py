@@ -216,8 +216,7 @@ CASES = {
     ),
     "unknown encoder in an experiment": Bad(
         lambda c: c.experiment(model={"architecture": "lwrefinenet", "encoder": "nosuchnet"}),
-        "nosuchnet",
-        model,
+        "nosuchnet",  # at the dry run: the models of the last run are left as they are
     ),
     "missing polarisation in the sheet": Bad(
         lambda c: edit_sheet_cell(c, "vh", ""), "vh: '' should be non-empty"

@@ -51,7 +51,7 @@ def finished(tmp_path_factory):
     box.config["experiments"] = ["tiny", *SHIPPED]
     box.config["ensembles"] = {"pair": ["tiny", "demo"]}
     box.config["delivery"] = {"threshold": "oof", "min_area": 200}
-    box.config["quicklooks"] = ["tiny"]
+    box.config["quicklooks"] = ["tiny", "temporal_demo"]  # a scene and a stack experiment
     box.write_config()
     box.one_thread_per_job("train", "predict_scene")
     result = box.snakemake(timeout=2400)
@@ -305,7 +305,8 @@ def test_every_shipped_experiment_delivers_shapefiles_and_a_leaderboard_row(fini
 def test_quicklooks_and_report(finished):
     root = finished.root
     assert len(list(root.glob("results/quicklooks/tiny/*/*.png"))) == 6
-    assert sorted(p.name for p in root.glob("results/quicklooks/*")) == ["tiny"]  # as asked
+    quicklooked = sorted(p.name for p in root.glob("results/quicklooks/*"))
+    assert quicklooked == ["temporal_demo", "tiny"]  # as the config asks
     result = finished.snakemake("--report", "results/report.html")
     assert result.returncode == 0, result.stderr[-2000:]
     assert (root / "results/report.html").stat().st_size > 100_000

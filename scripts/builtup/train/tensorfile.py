@@ -18,8 +18,9 @@ def read_tensors(path: str | Path, what: str) -> dict:
     path = Path(path)
     if not path.is_file():
         raise InputError(path, f"{what} does not exist")
+    verified(path)
     try:
-        data = torch.load(verified(path), map_location="cpu", weights_only=True)
+        data = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
         raise InputError(
             path,
