@@ -12,7 +12,7 @@ import albumentations as A
 import torch
 
 from builtup.config.experiment import Experiment, read_experiment
-from builtup.core.errors import InputError
+from builtup.core.errors import InputError, one_line
 from builtup.train.augment import build_transform
 from builtup.train.losses import LOSSES
 from builtup.train.models import build_model, check_model_names
@@ -73,13 +73,3 @@ def check_transform(transform: Mapping) -> None:
             build_transform(dict(transform))
         except (*BUILD_ERRORS, UserWarning) as err:
             raise ValueError(f"augmentation {name}: {one_line(err)}") from None
-
-
-def one_line(err: BaseException) -> str:
-    """An exception's message on one line (albumentations re-raises pydantic's reports,
-    which span several lines, from their cause)."""
-    cause = err.__cause__
-    if callable(getattr(cause, "errors", None)):
-        return "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in cause.errors())
-    message = str(err.args[0]) if isinstance(err, KeyError) and err.args else str(err)
-    return " ".join(message.split())

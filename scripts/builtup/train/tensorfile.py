@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 
 from builtup.core.checksums import verified
-from builtup.core.errors import InputError
+from builtup.core.errors import InputError, one_line
 
 
 def read_tensors(path: str | Path, what: str) -> dict:
@@ -58,8 +58,3 @@ def load_fitting(module: torch.nn.Module, state: dict, path: str | Path, what: s
         first = faults[0] if faults else one_line(err)
         more = f" (and {len(faults) - 1} more)" if len(faults) > 1 else ""
         raise InputError(path, f"weights do not fit {what}: {first}{more}") from None
-
-
-def one_line(err: BaseException) -> str:
-    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-    return lines[0] if lines else type(err).__name__
