@@ -30,6 +30,10 @@ from builtup.train.tensorfile import load_fitting, read_tensors
 
 log = logging.getLogger(__name__)
 
+# what model.ckpt keeps of a Lightning checkpoint: the network and what it was trained with,
+# not the optimiser's and loops' state (twice the network's size again with Adam)
+DELIVERED = ("state_dict", "hyper_parameters", "epoch", "global_step", "pytorch-lightning_version")
+
 
 class EpochTable(Callback):
     """A row per epoch in ``metrics.csv`` and a line per epoch in the log; kept in checkpoints."""
@@ -148,9 +152,12 @@ def train(
         raise InputError(
             experiment.path, "checkpoint lowest_val_loss needs a held-out city to validate on"
         )
-    # the latest epoch, kept so that last.ckpt (the resume point) is written every epoch
+    # the resume point: one file, overwritten every epoch
     saver = ModelCheckpoint(
-        dirpath=out_dir / "checkpoints", filename="latest", save_top_k=1, save_last=True
+        dirpath=out_dir / "checkpoints",
+        filename="last",
+        save_top_k=1,
+        enable_version_counter=False,
     )
     chooser = ModelCheckpoint(
         dirpath=out_dir / "checkpoints", filename="lowest_val_loss", monitor="val/loss"
@@ -256,9 +263,11 @@ def _resume_point(last: Path, experiment: Experiment, identity: dict) -> str | N
 
 
 def _deliver(last: Path, out_dir: Path, samples, experiment: Experiment) -> None:
-    """model.ckpt (a copy of the last checkpoint), the curves and the validation samples."""
+    """model.ckpt (the chosen checkpoint's weights and settings), the curves and the
+    validation samples."""
+    state = read_tensors(last, "checkpoint")
     with atomic_path(out_dir / "model.ckpt") as tmp:
-        shutil.copyfile(last, tmp)
+        torch.save({key: state[key] for key in DELIVERED if key in state}, tmp)
     plot_curves(out_dir / "metrics.csv", out_dir / "curves.png")
     plot_val_samples(
         load_task(last), samples, out_dir / "samples.png", experiment.logging.val_samples
