@@ -426,6 +426,33 @@ def test_prediction_needs_no_encoder_weights_file(tmp_path):
         assert torch.equal(model.network.state_dict()[name], value), name
 
 
+@pytest.mark.parametrize("unsaved_buffer", [False, True])
+def test_a_trained_network_is_rebuilt_exactly_without_drawing_weights(
+    tmp_path, monkeypatch, unsaved_buffer
+):
+    """Built on the meta device and given the checkpoint's tensors; a network with a buffer
+    that state dicts leave out is built for real, so that the buffer has its values."""
+    from builtup.train import checkpoint as checkpoints
+    from builtup.train.task import SegmentationTask
+
+    def with_unsaved_buffer(*args, **kwargs):
+        built = build_model(*args, **kwargs)
+        built.register_buffer("grid", torch.arange(4.0), persistent=False)
+        return built
+
+    if unsaved_buffer:
+        monkeypatch.setattr(checkpoints, "build_model", with_unsaved_buffer)
+    task = SegmentationTask(tiny_experiment(tmp_path))
+    network = checkpoints.load_trained(save_task(task, tmp_path / "m.ckpt")).network
+    tensors = [*network.parameters(), *network.buffers()]
+    assert all(tensor.device.type == "cpu" for tensor in tensors)
+    if unsaved_buffer:
+        assert torch.equal(network.grid, torch.arange(4.0))
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(network.eval()(x), task.model.eval()(x))
+
+
 class Payload:
     """Unpickling this runs code: it creates the file ``marker``."""
 

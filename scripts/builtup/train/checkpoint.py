@@ -61,17 +61,28 @@ def experiment_of_checkpoint(settings: dict, path) -> Experiment:
 
 
 def load_trained(path: str | Path) -> Trained:
-    """The trained network of a checkpoint, built without initial encoder weights."""
+    """The trained network of a checkpoint: built on the meta device and given the
+    checkpoint's tensors, so that no initial weights are drawn (a second for a large
+    encoder), unless the network has tensors a state dict does not hold."""
     checkpoint = read_checkpoint(path)
     experiment = checkpoint.experiment
     model = dataclasses.replace(experiment.model, encoder_weights=None)
-    network = build_model(model, experiment.channels, None, fused=experiment.fused)
+    with torch.device("meta"):
+        network = build_model(model, experiment.channels, None, fused=experiment.fused)
+    on_meta = not _unsaved_buffers(network)
+    if not on_meta:
+        network = build_model(model, experiment.channels, None, fused=experiment.fused)
     weights = {
         name.removeprefix(NETWORK): value
         for name, value in checkpoint.state_dict.items()
         if name.startswith(NETWORK)
     }
-    load_fitting(network, weights, path, "the experiment it names")
+    load_fitting(network, weights, path, "the experiment it names", assign=on_meta)
     if experiment.channels_last:
         network = network.to(memory_format=torch.channels_last)
     return Trained(experiment, checkpoint.data, network)
+
+
+def _unsaved_buffers(network: nn.Module) -> set[str]:
+    """The network's buffers that its state dict leaves out (made when it is built)."""
+    return set(dict(network.named_buffers())) - set(network.state_dict())

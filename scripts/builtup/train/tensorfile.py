@@ -47,12 +47,15 @@ def state_dict_in(data: Mapping, path: str | Path, key: str = "state_dict") -> d
     return state
 
 
-def load_fitting(module: torch.nn.Module, state: dict, path: str | Path, what: str) -> None:
+def load_fitting(
+    module: torch.nn.Module, state: dict, path: str | Path, what: str, *, assign: bool = False
+) -> None:
     """``module.load_state_dict(state)`` (strict, torch's default: smp's DenseNet encoder
     overrides it without the argument); a mismatch in one line: the first fault of torch's
-    list and how many more there are."""
+    list and how many more there are. ``assign``: the module takes the tensors themselves
+    (a module built on the meta device)."""
     try:
-        module.load_state_dict(state)
+        module.load_state_dict(state, **({"assign": True} if assign else {}))
     except RuntimeError as err:
         faults = [line.strip() for line in str(err).splitlines()[1:] if line.strip()]
         first = faults[0] if faults else one_line(err)
