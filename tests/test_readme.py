@@ -57,3 +57,29 @@ def test_a_readme_command_runs(line, box):
         command, cwd = [str(BIN / program), *args], box.root
     result = subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, f"{line}\n{result.stdout[-1500:]}\n{result.stderr[-3000:]}"
+
+
+def test_make_run_trains_and_predicts_on_one_core_per_job(box):
+    """The demo's command: training and prediction jobs side by side, one thread each."""
+    dry = subprocess.run(["make", "-n", "run"], cwd=REPO, capture_output=True, text=True)
+    command = shlex.split(dry.stdout.strip().splitlines()[-1])
+    assert command[0] == ".venv/bin/snakemake", dry.stdout
+    result = subprocess.run(
+        [str(BIN / "snakemake"), *command[1:], "-n"],
+        cwd=box.root,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    jobs = re.split(r"^(?:local)?rule ", result.stdout + result.stderr, flags=re.M)
+    ran = {job.split(":")[0]: job for job in jobs if job.startswith(("train:", "predict_scene:"))}
+    assert set(ran) == {"train", "predict_scene"}
+    threads = [
+        line
+        for job in jobs
+        if job.startswith(("train:", "predict_scene:"))
+        for line in job.splitlines()
+        if line.strip().startswith("threads:")
+    ]
+    assert threads == [], threads
