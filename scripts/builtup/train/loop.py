@@ -270,7 +270,10 @@ def _deliver(last: Path, out_dir: Path, samples, experiment: Experiment) -> None
         torch.save({key: state[key] for key in DELIVERED if key in state}, tmp)
     plot_curves(out_dir / "metrics.csv", out_dir / "curves.png")
     plot_val_samples(
-        load_task(last), samples, out_dir / "samples.png", experiment.logging.val_samples
+        load_task(out_dir / "model.ckpt"),  # a third of the resume point's size to read again
+        samples,
+        out_dir / "samples.png",
+        experiment.logging.val_samples,
     )
 
 
