@@ -61,7 +61,9 @@ def test_a_readme_command_runs(line, box):
 
 def test_make_run_trains_and_predicts_on_one_core_per_job(box):
     """The demo's command: training and prediction jobs side by side, one thread each."""
-    dry = subprocess.run(["make", "-n", "run"], cwd=REPO, capture_output=True, text=True)
+    dry = subprocess.run(
+        ["make", "-n", "--no-print-directory", "run"], cwd=REPO, capture_output=True, text=True
+    )
     command = shlex.split(dry.stdout.strip().splitlines()[-1])
     assert command[0] == ".venv/bin/snakemake", dry.stdout
     result = subprocess.run(
