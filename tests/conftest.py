@@ -203,29 +203,21 @@ def quiet_trainer(**options):
     )
 
 
-# The two pytest-xdist workers (pyproject: -n 2 --dist loadgroup) take groups in this order:
-# the longest DAG runs first, so that both end at about the same time.
-SMALL_DAG_GROUP = "small_dag"  # every test on the session's smallest DAG, on one worker
+# The two pytest-xdist workers (pyproject: -n 2 --dist loadfile, a file's tests on one
+# worker) take the files in this order: the longest DAG runs first, so that both workers end
+# at about the same time; the session's smallest DAG serves the two files after the first.
 LONGEST_FIRST = (
     "tests/workflow/test_end_to_end.py",
-    SMALL_DAG_GROUP,
+    "tests/workflow/test_bad_input.py",
+    "tests/workflow/test_faults.py",
     "tests/workflow/test_slurm.py",
     "tests/workflow/test_training.py",
 )
 
 
-def xdist_group_of(item: pytest.Item) -> str:
-    if "small_dag_finished" in item.fixturenames:
-        return SMALL_DAG_GROUP
-    return item.nodeid.split("::")[0]  # its file: module fixtures run once
-
-
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    groups = {item: xdist_group_of(item) for item in items}
-    for item, group in groups.items():
-        item.add_marker(pytest.mark.xdist_group(group))
-    rank = {group: position for position, group in enumerate(LONGEST_FIRST)}
-    items.sort(key=lambda item: rank.get(groups[item], len(rank)))
+    rank = {path: position for position, path in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0], len(rank)))
 
 
 @pytest.fixture

@@ -16,8 +16,6 @@ from builtup.core.probability import LOGIT, PROBABILITY, encoding_of, read_logit
 
 from conftest import (
     REPO,
-    SMALL_DAG_CITIES,
-    SMALL_DAG_EXPERIMENT,
     TINY,
     Sandbox,
     at_cpu_scale,
@@ -329,29 +327,3 @@ def test_ensemble_averages_its_members(finished):
 def test_nothing_left_to_do(finished):
     result = finished.snakemake("-n")
     assert "Nothing to be done" in result.stdout + result.stderr
-
-
-def test_a_stack_model_of_single_acquisition_cities_still_predicts(small_dag_finished, tmp_path):
-    """Every city of the smallest DAG has one acquisition: its stack's spread is 0, constant
-    over the whole fold, and must not break the normalisation or the predictions."""
-    box = Sandbox.copy(small_dag_finished, tmp_path / "box")
-    spec = {**SMALL_DAG_EXPERIMENT, "recipe": "stack_mean_std"}
-    (box.root / "config/experiments/tiny.yaml").write_text(yaml.safe_dump(spec))
-    box.config["recipes"] = ["stack_mean_std"]
-    box.write_config()
-    result = box.snakemake("results/evaluation/tiny/summary.json")
-    assert result.returncode == 0, result.stderr[-3000:]
-    fold = json.loads((box.root / "results/folds/38SLF_Mosul/summary.json").read_text())
-    assert fold["normalisation"]["stack_mean_std"]["std"][2:] == [1.0, 1.0]  # constant 0
-    for city in SMALL_DAG_CITIES:
-        with (
-            rasterio.open(box.root / f"results/stacks/{city}.tif") as stack,
-            rasterio.open(box.root / f"results/predictions/tiny/{city}/stack.tif") as pred,
-        ):
-            assert len(stacked_scenes(stack.descriptions)) == 1
-            absent = np.isnan(stack.read()).all(axis=0)
-            values = pred.read(1)
-            np.testing.assert_array_equal(values == 255, absent)
-            assert len(np.unique(values[values != 255])) > 10  # a map, not a constant
-    metrics = json.loads((box.root / "results/evaluation/tiny/summary.json").read_text())
-    assert 0 < metrics["overall"]["test"]["f1"] <= 1

@@ -1,4 +1,5 @@
-"""Faults on the smallest whole DAG: determinism of clean runs, and a job killed mid-write.
+"""The smallest whole DAG at its edges: determinism of clean runs, a job killed mid-write,
+cities of a single acquisition.
 
 (A training job killed mid-epoch is in test_training.py: it resumes from its last checkpoint.)
 """
@@ -13,7 +14,12 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
+import rasterio
+import yaml
+
+from builtup.core.bands import stacked_scenes
 
 from conftest import SMALL_DAG_CITIES, SMALL_DAG_EXPERIMENT, Sandbox, rewrite_pixel
 
@@ -116,3 +122,29 @@ def test_a_changed_raw_scene_makes_only_its_chain_stale(reference, tmp_path):
     assert quicklooks == 3
     stale = {**dict.fromkeys(test_city_chain, 1), "quicklook": quicklooks, "rasterize_mask": 2}
     assert box.stale_jobs() == stale  # rasterize_mask: its training and its evaluation mask
+
+
+def test_a_stack_model_of_single_acquisition_cities_still_predicts(small_dag_finished, tmp_path):
+    """Every city of the smallest DAG has one acquisition: its stack's spread is 0, constant
+    over the whole fold, and must not break the normalisation or the predictions."""
+    box = Sandbox.copy(small_dag_finished, tmp_path / "box")
+    spec = {**SMALL_DAG_EXPERIMENT, "recipe": "stack_mean_std"}
+    (box.root / "config/experiments/tiny.yaml").write_text(yaml.safe_dump(spec))
+    box.config["recipes"] = ["stack_mean_std"]
+    box.write_config()
+    result = box.snakemake("results/evaluation/tiny/summary.json")
+    assert result.returncode == 0, result.stderr[-3000:]
+    fold = json.loads((box.root / "results/folds/38SLF_Mosul/summary.json").read_text())
+    assert fold["normalisation"]["stack_mean_std"]["std"][2:] == [1.0, 1.0]  # constant 0
+    for city in SMALL_DAG_CITIES:
+        with (
+            rasterio.open(box.root / f"results/stacks/{city}.tif") as stack,
+            rasterio.open(box.root / f"results/predictions/tiny/{city}/stack.tif") as pred,
+        ):
+            assert len(stacked_scenes(stack.descriptions)) == 1
+            absent = np.isnan(stack.read()).all(axis=0)
+            values = pred.read(1)
+            np.testing.assert_array_equal(values == 255, absent)
+            assert len(np.unique(values[values != 255])) > 10  # a map, not a constant
+    metrics = json.loads((box.root / "results/evaluation/tiny/summary.json").read_text())
+    assert 0 < metrics["overall"]["test"]["f1"] <= 1
