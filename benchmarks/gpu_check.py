@@ -40,9 +40,9 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as work:
         table = Path(work) / "table.jsonl"
         os.environ["BUILTUP_GPU_TABLE"] = str(table)
-        code = pytest.main(
-            ["-m", "gpu", "-q", "-p", "no:cacheprovider", str(REPO / "tests/workflow/test_gpu.py")]
-        )
+        # one process: the timings share the machine with no second test worker
+        options = ["-m", "gpu", "-q", "-n", "0", "-p", "no:cacheprovider"]
+        code = pytest.main([*options, str(REPO / "tests/workflow/test_gpu.py")])
         rows = (
             [json.loads(line) for line in table.read_text().splitlines()] if table.exists() else []
         )
