@@ -8,7 +8,10 @@ troubleshooting section lists the same cases.
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -300,3 +303,25 @@ def test_bad_input_stops_with_one_line(small_dag_finished, tmp_path, bad):
     assert named in errors[0] or culprit.name in errors[0], errors[0]
     if target:
         assert not (case.root / target).exists()
+
+
+def test_a_dry_run_builds_only_the_experiments_it_has_not_seen_built(small_dag_finished, tmp_path):
+    """The finished run recorded its experiment's names as built: a dry run imports no
+    training library (a torch that cannot be imported is not touched), until the experiment
+    changes and is built again."""
+    box = Sandbox.copy(small_dag_finished, tmp_path / "box")
+    unimportable = tmp_path / "site" / "torch"
+    unimportable.mkdir(parents=True)
+    (unimportable / "__init__.py").write_text("raise ImportError('torch imported')\n")
+    paths = [str(unimportable.parent), os.environ.get("PYTHONPATH", "")]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, paths))}
+    command = [str(Path(sys.executable).with_name("snakemake")), "-n"]
+
+    dry = subprocess.run(command, cwd=box.root, env=env, capture_output=True, text=True)
+    assert dry.returncode == 0, dry.stderr[-3000:]
+    assert "Nothing to be done" in dry.stdout + dry.stderr
+
+    experiment = box.root / "config/experiments/tiny.yaml"
+    experiment.write_text(yaml.safe_dump({**yaml.safe_load(experiment.read_text()), "epochs": 2}))
+    dry = subprocess.run(command, cwd=box.root, env=env, capture_output=True, text=True)
+    assert dry.returncode != 0 and "torch imported" in dry.stderr, dry.stderr[-3000:]

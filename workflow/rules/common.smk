@@ -1,5 +1,6 @@
 import dataclasses
 import re
+from pathlib import Path
 
 import pandas as pd
 from snakemake.exceptions import WorkflowError
@@ -17,6 +18,10 @@ from builtup.config.experiment import (
 from builtup.prepare.folds import ALL_CITIES
 from builtup.evaluate.leaderboard import ensemble_settings, experiment_settings
 from builtup.config.sheet import check_cities, check_inputs_exist, read_sheet
+from builtup.config.name_records import is_recorded, record
+
+# Experiments whose names built at an earlier run, in Snakemake's folder of the working dir
+NAME_RECORDS = Path(".snakemake/builtup/checked_names")
 
 # -------- Sheet and config ----------------------------------------------------
 
@@ -55,10 +60,7 @@ def load_experiments():
                 check_same_network(experiment, experiments[experiment.start_from])
         check_no_start_cycle(experiments)
         if workflow.is_main_process and training_libraries_here():
-            from builtup.train.names import checked
-
-            for experiment in experiments.values():
-                checked(experiment)
+            check_names_once(experiments.values())
     except InputError as err:
         raise WorkflowError(f"ERROR: {err}") from None
     for experiment in experiments.values():
@@ -68,6 +70,17 @@ def load_experiments():
                 "the folds do not compute: add it to 'recipes' in config/config.yaml"
             )
     return experiments
+
+
+def check_names_once(experiments):
+    """Every name and argument built as the jobs will, for the experiments not recorded as
+    built before: a dry run of known experiments imports no training library."""
+    unseen = [e for e in experiments if not is_recorded(e, NAME_RECORDS)]
+    if unseen:
+        from builtup.train.names import checked
+
+        for experiment in unseen:
+            record(checked(experiment), NAME_RECORDS)
 
 
 def training_libraries_here():
