@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import os
 import re
 import shutil
 import subprocess
@@ -18,6 +19,13 @@ from affine import Affine
 from shapely.geometry import mapping
 
 from builtup.config.sheet import read_sheet
+
+# Under pytest-xdist two workers share the cores: a torch process on more threads than it
+# has cores to itself waits on spinning OpenMP threads, several times slower on small
+# batches. The workers' torch processes run on one thread, and so do the Sandbox's jobs.
+if "PYTEST_XDIST_WORKER" in os.environ:
+    os.environ["OMP_NUM_THREADS"] = "1"
+TORCH_RULES = ("train", "predict_scene")
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_SAMPLE = REPO.parent / "shared" / "data" / "sen1floods11_sample"
@@ -248,9 +256,10 @@ def tiny_demo(tmp_path_factory):
 
 
 class Sandbox:
-    """A copy of the workflow as a fresh clone has it, configured for tiny data (256 px scenes)."""
+    """A copy of the workflow as a fresh clone has it, configured for tiny data (256 px scenes);
+    its training and prediction jobs take one core each unless ``shipped_profile``."""
 
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, *, shipped_profile: bool = False):
         self.root = root
         for name in ("workflow", "scripts", "config", "envs"):
             shutil.copytree(REPO / name, root / name, ignore=shutil.ignore_patterns("*.egg-info"))
@@ -259,6 +268,8 @@ class Sandbox:
         self.config["tiles"]["size"] = 128
         self.config["tiles"]["min_overlap"] = 16
         self.write_config()
+        if not shipped_profile:
+            self.one_thread_per_job(*TORCH_RULES)
 
     @classmethod
     def copy(cls, other: Sandbox, root: Path) -> Sandbox:

@@ -31,8 +31,9 @@ def test_the_readme_has_command_blocks():
 
 @pytest.fixture(scope="module")
 def box(tmp_path_factory, tiny_demo):
-    """A fresh clone's copy, with the demo data already generated where the config says."""
-    sandbox = Sandbox(tmp_path_factory.mktemp("readme"))
+    """A fresh clone's copy (its profile as shipped), with the demo data already generated
+    where the config says."""
+    sandbox = Sandbox(tmp_path_factory.mktemp("readme"), shipped_profile=True)
     sandbox.config["demo"]["enabled"] = False
     sandbox.config["demo"]["size"] = 256
     sandbox.write_config()

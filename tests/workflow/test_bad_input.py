@@ -324,4 +324,5 @@ def test_a_dry_run_builds_only_the_experiments_it_has_not_seen_built(small_dag_f
     experiment = box.root / "config/experiments/tiny.yaml"
     experiment.write_text(yaml.safe_dump({**yaml.safe_load(experiment.read_text()), "epochs": 2}))
     dry = subprocess.run(command, cwd=box.root, env=env, capture_output=True, text=True)
-    assert dry.returncode != 0 and "torch imported" in dry.stderr, dry.stderr[-3000:]
+    output = dry.stdout + dry.stderr
+    assert dry.returncode != 0 and "torch imported" in output, output[-3000:]

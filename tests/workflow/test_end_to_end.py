@@ -51,7 +51,6 @@ def finished(tmp_path_factory):
     box.config["delivery"] = {"threshold": "oof", "min_area": 200}
     box.config["quicklooks"] = ["tiny", "temporal_demo"]  # a scene and a stack experiment
     box.write_config()
-    box.one_thread_per_job("train", "predict_scene")
     result = box.snakemake(timeout=2400)
     assert result.returncode == 0, result.stderr[-4000:]
     return box

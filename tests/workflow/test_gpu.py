@@ -217,7 +217,7 @@ def test_cuda_prediction_matches_the_cpu(tmp_path, precision):
 @needs_cuda
 def test_ddp_over_every_visible_gpu_through_the_train_rule(tmp_path):
     count = torch.cuda.device_count()
-    box = Sandbox(tmp_path)
+    box = Sandbox(tmp_path, shipped_profile=True)  # the loader's workers as a user has them
     spec = {**TINY, "accelerator": "gpu", "devices": count, "epochs": 1, "precision": "bf16-mixed"}
     if count > 1:
         spec["strategy"] = "ddp"
