@@ -41,18 +41,18 @@ def tiny(tmp_path_factory):
     return box
 
 
-def cli_train(box, out, *extra):
+def cli_train(box, out, *extra, experiment="config/experiments/tiny.yaml", workers=0):
     exe = Path(sys.executable).with_name("builtup")
     return [
         str(exe),
         "train",
-        "config/experiments/tiny.yaml",
+        str(experiment),
         "--fold",
         FOLD,
         "--out",
         str(out),
         "--workers",
-        "0",
+        str(workers),
         *extra,
     ]
 
@@ -204,6 +204,34 @@ def test_same_seed_same_result(tiny, tmp_path):
         for n in ("a", "b")
     ]
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+
+
+def test_validating_every_third_epoch_trains_the_same_weights(tiny, tmp_path):
+    """Epochs 3 and 4 of 4 validated (the last always is), with a loader worker, whose seeds
+    must not depend on how often validation ran."""
+    rare = tmp_path / "tiny_every3.yaml"
+    rare.write_text(yaml.safe_dump({**TINY, "validate_every": 3}))
+    runs = {"every": "config/experiments/tiny.yaml", "rare": rare}
+    for name, experiment in runs.items():
+        command = cli_train(
+            tiny, tmp_path / name, "--max-epochs", "4", experiment=experiment, workers=1
+        )
+        result = subprocess.run(command, cwd=tiny.root, capture_output=True, text=True, timeout=600)
+        assert result.returncode == 0, result.stderr[-2000:]
+    every, rare = (epochs_table(tmp_path / name) for name in runs)
+    assert every["val/loss"].notna().all()
+    assert rare["val/loss"].notna().tolist() == [False, False, True, True]
+    assert rare["val/loss"].iloc[-1] == pytest.approx(every["val/loss"].iloc[-1])
+    trained = ["epoch", "step", "lr", "train/loss"]
+    pd.testing.assert_frame_equal(rare[trained], every[trained])
+    weights = [
+        torch.load(tmp_path / name / "model.ckpt", map_location="cpu", weights_only=False)[
+            "state_dict"
+        ]
+        for name in runs
+    ]
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+    assert (tmp_path / "rare" / "curves.png").stat().st_size > 1000
 
 
 def test_ddp_on_two_cpu_processes(tiny, tmp_path):

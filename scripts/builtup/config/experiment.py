@@ -136,6 +136,7 @@ class Experiment:
     optimizer: OptimizerSettings
     schedule: ScheduleSettings
     epochs: int
+    validate_every: int
     batch_size: int
     accumulate: int
     gradient_clip: float | None
@@ -184,9 +185,11 @@ class Experiment:
         return data
 
     def training_settings(self) -> dict:
-        """The plain data that decides the trained weights (not how they are used later)."""
+        """The plain data that decides the trained weights (not how they are validated or
+        used later)."""
         data = self.to_dict()
-        for key in ("name", "path", "description", "models_of", "tta", "prediction", "delivery"):
+        used_later = ("name", "path", "description", "models_of", "tta", "prediction", "delivery")
+        for key in ("validate_every", *used_later):
             data.pop(key)
         return data
 

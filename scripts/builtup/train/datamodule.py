@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 
 import lightning as L
+import torch
 from torch.utils.data import DataLoader, Sampler
 
 from builtup.config.experiment import Experiment
@@ -80,11 +81,12 @@ class TrainingData(L.LightningDataModule):
             self.train_set, "epoch_length", len(self.train_set)
         )
 
-    def _loader(self, dataset, sampler, batch_size):
+    def _loader(self, dataset, sampler, batch_size, generator=None):
         return DataLoader(
             dataset,
             batch_size=batch_size,
             sampler=sampler,
+            generator=generator,
             num_workers=self.workers,
             persistent_workers=False,
             worker_init_fn=seed_worker,
@@ -113,11 +115,14 @@ class TrainingData(L.LightningDataModule):
             len(sampler) * world_size,
         )
         self.train_set.rank = rank
+        seed = augmentation_seed(experiment.seed, rank)
         if self.workers == 0:
-            seed = augmentation_seed(experiment.seed, rank)
             self.train_set.seed(seed)
             log.info("draws seed %d (process %d)", seed, rank + 1)
-        return self._loader(self.train_set, sampler, experiment.batch_size)
+        # the workers' seeds from a generator of their own: each validation takes one from
+        # torch's, so how often it runs would change the training draws
+        generator = torch.Generator().manual_seed(seed)
+        return self._loader(self.train_set, sampler, experiment.batch_size, generator)
 
     def val_dataloader(self):
         if len(self.val_set) == 0:

@@ -24,7 +24,8 @@ def plot_curves(metrics_csv: str | Path, out_path: str | Path) -> None:
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.5))
     for ax, (title, columns) in zip(axes, groups, strict=True):
         for column in columns:
-            ax.plot(table["epoch"] + 1, table[column], marker="o", ms=3, label=column)
+            drawn = table[["epoch", column]].dropna()  # validation figures: validated epochs
+            ax.plot(drawn["epoch"] + 1, drawn[column], marker="o", ms=3, label=column)
         ax.set_title(title)
         ax.set_xlabel("epoch")
         if columns:

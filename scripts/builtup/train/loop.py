@@ -36,18 +36,27 @@ DELIVERED = ("state_dict", "hyper_parameters", "epoch", "global_step", "pytorch-
 
 
 class EpochTable(Callback):
-    """A row per epoch in ``metrics.csv`` and a line per epoch in the log; kept in checkpoints."""
+    """A row per epoch in ``metrics.csv`` and a line per epoch in the log; kept in checkpoints.
+    An epoch that was not validated has no validation figures (Lightning keeps the last)."""
 
     def __init__(self, path: Path):
         self.path, self.rows, self.started = path, [], time.perf_counter()
+        self.validated = False
 
     def on_train_epoch_start(self, trainer, module):
-        self.started = time.perf_counter()
+        self.started, self.validated = time.perf_counter(), False
+
+    def on_validation_epoch_end(self, trainer, module):
+        self.validated = not trainer.sanity_checking
 
     def on_train_epoch_end(self, trainer, module):
         if trainer.sanity_checking:
             return
-        metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+        metrics = {
+            k: float(v)
+            for k, v in trainer.callback_metrics.items()
+            if self.validated or not k.startswith("val/")
+        }
         row = {
             "epoch": trainer.current_epoch,
             "step": trainer.global_step,
@@ -85,6 +94,15 @@ class EpochTable(Callback):
 
     def load_state_dict(self, state):
         self.rows = state["rows"]
+
+
+class ValidateLastEpoch(Callback):
+    """Validation on the last epoch too when ``check_val_every_n_epoch`` would skip it, so that
+    the held-out city's figures are the delivered model's."""
+
+    def on_train_epoch_start(self, trainer, module):
+        if trainer.current_epoch == trainer.max_epochs - 1:
+            trainer.check_val_every_n_epoch = 1
 
 
 def data_identity(
@@ -158,6 +176,7 @@ def train(
         filename="last",
         save_top_k=1,
         enable_version_counter=False,
+        save_on_train_epoch_end=True,  # also after epochs that are not validated
     )
     chooser = ModelCheckpoint(
         dirpath=out_dir / "checkpoints", filename="lowest_val_loss", monitor="val/loss"
@@ -167,7 +186,12 @@ def train(
     trainer = _trainer(
         experiment,
         out_dir,
-        [saver, *([chooser] if choosing else []), EpochTable(out_dir / "metrics.csv")],
+        [
+            saver,
+            *([chooser] if choosing else []),
+            EpochTable(out_dir / "metrics.csv"),
+            ValidateLastEpoch(),
+        ],
         _loggers(experiment, out_dir, mlruns),
         has_val,
         accelerator=accelerator,
@@ -249,6 +273,7 @@ def _trainer(experiment: Experiment, out_dir: Path, callbacks, loggers, has_val:
         enable_model_summary=False,
         num_sanity_val_steps=0,
         limit_val_batches=1.0 if has_val else 0,
+        check_val_every_n_epoch=experiment.validate_every,
         log_every_n_steps=1,
     )
 
