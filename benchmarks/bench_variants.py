@@ -10,7 +10,11 @@ F1 of every experiment and baseline and the F1 per city beside its number of acq
 Usage::
 
     python benchmarks/bench_variants.py --out /tmp/variants [--variants mixed 2to4] \\
-        [--experiments demo temporal_demo fusion_demo] [--cores 2]
+        [--experiments demo temporal_demo fusion_demo] [--cores 2] \\
+        [--set-threads train=1 predict_scene=1]
+
+``--set-threads`` goes to Snakemake as it is: with ``train=1 predict_scene=1`` the variants
+run as ``make run`` runs the shipped demo.
 """
 
 from __future__ import annotations
@@ -58,10 +62,11 @@ def prepare(folder: Path, options: list[str], experiments: list[str]) -> Path:
     return path
 
 
-def run(folder: Path, config: Path, cores: int) -> float:
+def run(folder: Path, config: Path, cores: int, threads: list[str]) -> float:
     start = time.perf_counter()
     subprocess.run(
         [BIN / "snakemake", "--snakefile", REPO / "workflow" / "Snakefile", "--cores", str(cores)]
+        + (["--set-threads", *threads] if threads else [])
         + ["--directory", folder, "--configfile", config, "--quiet", "rules"],
         check=True,
         env={**os.environ, "PYTHONPATH": str(REPO / "scripts")},
@@ -92,12 +97,13 @@ def main() -> None:
         "--experiments", nargs="+", default=["demo", "temporal_demo", "fusion_demo"]
     )
     parser.add_argument("--cores", type=int, default=2)
+    parser.add_argument("--set-threads", nargs="+", default=[], metavar="RULE=N")
     args = parser.parse_args()
     for name in args.variants:
         folder = (args.out / name).resolve()
         folder.mkdir(parents=True, exist_ok=True)
         config = prepare(folder, VARIANTS[name], args.experiments)
-        report(name, folder, run(folder, config, args.cores))
+        report(name, folder, run(folder, config, args.cores, args.set_threads))
 
 
 if __name__ == "__main__":
