@@ -11,7 +11,7 @@ from builtup.core.checksums import sha256_of
 from builtup.core.errors import InputError
 from builtup.train.data import TargetWeightedSampler
 from builtup.train.losses import WeightedSum
-from builtup.train.models import LWRefineNet, build_model
+from builtup.train.models import ChainedResidualPooling, LWRefineNet, build_model
 from builtup.train.names import load_experiment
 
 from conftest import REPO, network
@@ -61,6 +61,30 @@ def test_the_seed_experiments_keep_the_seed_files_settings():
 def test_lwrefinenet_any_channel_count():
     model = LWRefineNet("mobilenetv2_050", in_channels=6, width=32)
     assert model(torch.randn(1, 6, 70, 90)).shape == (1, 2, 70, 90)
+
+
+def test_chained_residual_pooling_pools_channels_last_on_the_cpu_with_the_same_results():
+    crp = ChainedResidualPooling(16)
+    layouts = []
+    crp.pool.register_forward_pre_hook(
+        lambda _, args: layouts.append(args[0].is_contiguous(memory_format=torch.channels_last))
+    )
+    x = torch.randn(2, 16, 40, 56).relu().requires_grad_()
+    y = crp(x)
+    assert layouts == [True] * 4 and y.is_contiguous()
+    y.square().sum().backward()
+
+    def plain(x):  # the pools on contiguous memory
+        top = x
+        for conv in crp.convs:
+            top = conv(crp.pool(top))
+            x = x + top
+        return x
+
+    x_plain = x.detach().clone().requires_grad_()
+    y_plain = plain(x_plain)
+    y_plain.square().sum().backward()
+    assert torch.equal(y, y_plain) and torch.equal(x.grad, x_plain.grad)
 
 
 def test_lwrefinenet_head_at_stride_2_adds_the_finest_level_with_the_same_encoder():
