@@ -101,3 +101,12 @@ def test_bench_loader_draws_tiles_and_scene_windows():
     ]
     assert all(float(w[-1]) > 0 for w in windows)
     assert "read one random 512 px window (GDAL cache 16 MB): GeoTIFF" in result.stdout
+
+
+def test_bench_pooling_compares_both_memory_layouts_of_the_demo_networks():
+    result = run_benchmark("bench_pooling.py", "--batch", "1", "--sizes", "64", "--repeats", "1")
+    lines = result.stdout.splitlines()
+    assert any(line.startswith("max-pool 5x5") and "same values: True" in line for line in lines)
+    for name in ("demo", "fusion_demo"):
+        (line,) = [line for line in lines if line.startswith(f"{name} 64 px")]
+        assert "same outputs and gradients: True" in line
