@@ -431,6 +431,27 @@ def test_a_fused_model_is_order_free_and_leaves_absent_acquisitions_out(architec
     torch.testing.assert_close(alone, out[:1], atol=1e-4, rtol=1e-4)
 
 
+def test_padding_of_a_fused_model_never_reaches_its_batch_statistics():
+    """In training, the encoder's BatchNorm sees the acquisitions only: a batch padded with
+    blank acquisitions trains as the same batch without them."""
+    import copy
+
+    torch.manual_seed(0)
+    model = build_model(network("lwrefinenet", "mobilenetv2_050", width=16), 2, None, fused=True)
+    padded = copy.deepcopy(model).train()
+    model.train()
+    x = torch.randn(3, 3 * 2, 64, 64)
+    x[0, 4:] = 0  # the first sample: two acquisitions and one of padding
+    out = model(x)
+    out_padded = padded(torch.cat([x, torch.zeros(3, 2 * 2, 64, 64)], dim=1))
+    torch.testing.assert_close(out_padded, out)
+    theirs = padded.state_dict()
+    for name, ours in model.state_dict().items():
+        torch.testing.assert_close(theirs[name], ours, msg=name)
+    first_bn = next(m for m in padded.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    assert first_bn.num_batches_tracked == 3  # one update per acquisition that a sample holds
+
+
 def write_experiments(folder, **specs):
     import yaml
 

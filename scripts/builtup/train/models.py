@@ -139,8 +139,9 @@ class AcquisitionFusion(nn.Module):
 
     Input (N, A x C, H, W): A acquisitions of ``channels`` channels each; an acquisition
     that is 0 everywhere in a sample (padding, or no data in that window) is left out of
-    that sample's pooling. Acquisitions are encoded one at a time, so memory holds one
-    acquisition's features and the pooled sums, whatever A.
+    that sample's pooling and never reaches the encoder, whose batch statistics would
+    otherwise count blank images. Acquisitions are encoded one at a time, so memory holds
+    one acquisition's features and the pooled sums, whatever A.
     """
 
     def __init__(self, model: nn.Module, channels: int):
@@ -155,8 +156,11 @@ class AcquisitionFusion(nn.Module):
         present = series.flatten(2).abs().amax(dim=2) > 0  # (N, A)
         total = peak = None
         for a in range(series.shape[1]):
-            features = self.model.encoder(series[:, a])
-            keep = present[:, a].view(-1, 1, 1, 1)
+            keep = present[:, a]
+            if not keep.any():
+                continue
+            features = [self._to_batch(f, keep) for f in self.model.encoder(series[keep, a])]
+            keep = keep.view(-1, 1, 1, 1)
             if total is None:
                 total = [torch.where(keep, f, 0) for f in features]
                 peak = [torch.where(keep, f, -torch.inf) for f in features]
@@ -166,12 +170,23 @@ class AcquisitionFusion(nn.Module):
                 torch.maximum(p, torch.where(keep, f, -torch.inf))
                 for p, f in zip(peak, features, strict=True)
             ]
+        if total is None:  # no sample holds any acquisition
+            features = self.model.encoder(series[:, 0])
+            total, peak = [f * 0 for f in features], [f * 0 for f in features]
         count = present.sum(dim=1).clamp_min(1).view(-1, 1, 1, 1).to(x.dtype)
         pooled = [
             fuse(torch.cat([t / count, torch.where(p.isinf(), 0, p)], dim=1)) if t.shape[1] else t
             for fuse, t, p in zip(self.fuse, total, peak, strict=True)
         ]
         return decode(self.model, pooled, x.shape[-2:])
+
+    @staticmethod
+    def _to_batch(features: torch.Tensor, kept: torch.Tensor) -> torch.Tensor:
+        """Features of the kept samples placed at their rows of the whole batch (0 elsewhere)."""
+        if bool(kept.all()):
+            return features
+        batch = features.new_zeros((kept.shape[0], *features.shape[1:]))
+        return batch.index_put((kept.nonzero().squeeze(1),), features)
 
 
 def build_model(
