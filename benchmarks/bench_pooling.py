@@ -14,7 +14,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from builtup.train.models import ChainedResidualPooling, LWRefineNet
+from builtup.train.models import LWRefineNet
 
 NETWORKS = {  # (width, head_stride) of the demo experiments' networks
     "demo": (64, 4),
@@ -29,15 +29,6 @@ def fastest(run, repeats: int) -> float:
         run()
         times.append(time.perf_counter() - start)
     return min(times)
-
-
-def contiguous_pooling(crp: ChainedResidualPooling, x):
-    """The chained residual pooling with its pools on the input's own (contiguous) memory."""
-    top = x
-    for conv in crp.convs:
-        top = conv(crp.pool(top))
-        x = x + top
-    return x
 
 
 def pools(shape, repeats: int) -> None:
@@ -55,9 +46,9 @@ def network_pass(name: str, size: int, batch: int, channels_last: bool, repeats:
     width, head_stride = NETWORKS[name]
     torch.manual_seed(0)
     network = LWRefineNet("mobilenetv2_050", 3, 2, width, False, head_stride)
-    if not channels_last:
+    if not channels_last:  # the pools on the input's own (contiguous) memory
         for crp in network.refine:
-            crp.forward = lambda x, crp=crp: contiguous_pooling(crp, x)
+            crp.pooled = crp.pool
     x = torch.randn(batch, 3, size, size)
 
     def step():

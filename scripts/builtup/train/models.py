@@ -162,10 +162,10 @@ class AcquisitionFusion(nn.Module):
             features = [self._to_batch(f, keep) for f in self.model.encoder(series[keep, a])]
             keep = keep.view(-1, 1, 1, 1)
             if total is None:
-                total = [torch.where(keep, f, 0) for f in features]
+                total = features
                 peak = [torch.where(keep, f, -torch.inf) for f in features]
                 continue
-            total = [t + torch.where(keep, f, 0) for t, f in zip(total, features, strict=True)]
+            total = [t + f for t, f in zip(total, features, strict=True)]
             peak = [
                 torch.maximum(p, torch.where(keep, f, -torch.inf))
                 for p, f in zip(peak, features, strict=True)
