@@ -36,3 +36,12 @@ def test_another_library_version_or_source_names_another_record(tmp_path, monkey
     finally:
         monkeypatch.undo()
         name_records._environment_digest.cache_clear()
+
+
+def test_the_names_are_checked_only_where_every_library_that_builds_them_is_installed(
+    monkeypatch,
+):
+    assert name_records.builders_installed()
+    missing = {**name_records.BUILDERS, "segmentation-models-pytorch": "no_such_module"}
+    monkeypatch.setattr(name_records, "BUILDERS", missing)
+    assert not name_records.builders_installed()

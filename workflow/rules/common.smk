@@ -18,7 +18,7 @@ from builtup.config.experiment import (
 from builtup.prepare.folds import ALL_CITIES
 from builtup.evaluate.leaderboard import ensemble_settings, experiment_settings
 from builtup.config.sheet import check_cities, check_inputs_exist, read_sheet
-from builtup.config.name_records import is_recorded, record
+from builtup.config.name_records import builders_installed, is_recorded, record
 
 # Experiments whose names built at an earlier run, in Snakemake's folder of the working dir
 NAME_RECORDS = Path(".snakemake/builtup/checked_names")
@@ -59,7 +59,7 @@ def load_experiments():
             if experiment.start_from:
                 check_same_network(experiment, experiments[experiment.start_from])
         check_no_start_cycle(experiments)
-        if workflow.is_main_process and training_libraries_here():
+        if workflow.is_main_process and builders_installed():
             check_names_once(experiments.values())
     except InputError as err:
         raise WorkflowError(f"ERROR: {err}") from None
@@ -81,16 +81,6 @@ def check_names_once(experiments):
 
         for experiment in unseen:
             record(checked(experiment), NAME_RECORDS)
-
-
-def training_libraries_here():
-    """Whether Snakemake's own environment has the training libraries (the pip environment
-    of ``make setup`` has; one that only runs Snakemake for conda jobs may not, and there
-    the train jobs check the names)."""
-    import importlib.util
-
-    names = ("torch", "segmentation_models_pytorch", "timm", "albumentations")
-    return all(importlib.util.find_spec(name) is not None for name in names)
 
 
 def load_ensembles():

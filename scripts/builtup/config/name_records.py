@@ -12,13 +12,27 @@ from __future__ import annotations
 import functools
 import hashlib
 import importlib.metadata
+import importlib.util
 from pathlib import Path
 
 from builtup.config.experiment import Experiment
 
-# The distributions whose registries and signatures the names are checked against
-BUILDERS = ("torch", "timm", "segmentation-models-pytorch", "albumentations")
+# The libraries whose registries and signatures the names are checked against, by
+# distribution (whose version the records hold) and module
+BUILDERS = {
+    "torch": "torch",
+    "timm": "timm",
+    "segmentation-models-pytorch": "segmentation_models_pytorch",
+    "albumentations": "albumentations",
+}
 PACKAGE = Path(__file__).resolve().parents[1]
+
+
+def builders_installed() -> bool:
+    """Whether this environment can check the names (the pip environment of ``make setup``
+    can; one that only runs Snakemake for conda jobs may not, and there the train jobs
+    check them)."""
+    return all(importlib.util.find_spec(module) is not None for module in BUILDERS.values())
 
 
 @functools.cache
