@@ -1,6 +1,8 @@
 """The whole DAG on the tiny demo: raw scenes to shapefiles, metrics, quicklooks and the report."""
 
 import json
+import subprocess
+import sys
 
 import fiona
 import numpy as np
@@ -321,6 +323,34 @@ def test_ensemble_averages_its_members(finished):
     assert np.abs(values[2][valid] - mean[valid]).max() <= 1
     assert (root / "results/submission/pair/38SLD_Tikrit.shp").exists()
     assert (root / "results/evaluation/pair/summary.json").exists()
+
+
+def acquisition_count_table(root, experiment, city, *counts):
+    result = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks/bench_acquisition_count.py"), "--run", str(root)]
+        + ["--experiment", experiment, "--city", city, "--counts", *map(str, counts)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    rows = [line.strip("|").split("|") for line in result.stdout.splitlines() if line[:3] == "| "]
+    return result, {int(row[0]): float(row[1]) for row in rows[1:]}
+
+
+def test_a_city_map_from_fewer_acquisitions_is_scored_as_the_run_scores_it(finished):
+    """bench_acquisition_count.py: with all of a city's acquisitions it gives the run's own
+    F1, for a fused model on a training city and a per-acquisition model on a test city."""
+    cities = pd.read_csv(finished.root / "results/evaluation/cities.tsv", sep="\t")
+    f1 = cities.set_index("city")
+    for experiment, city in (("fusion_demo", "38SLF_Mosul"), ("demo", "38SLD_Tikrit")):
+        result, table = acquisition_count_table(finished.root, experiment, city, 1, 2)
+        assert result.returncode == 0, result.stderr[-2000:]
+        assert list(table) == [1, 2]
+        assert table[2] == pytest.approx(f1.loc[city, experiment], abs=0.0015)
+        assert 0 <= table[1] <= 1
+    result, _ = acquisition_count_table(finished.root, "fusion_demo", "38SLF_Mosul", 3)
+    assert result.returncode != 0
+    assert "38SLF_Mosul has 2 acquisitions: counts go from 1 to 2" in result.stderr
 
 
 def test_nothing_left_to_do(finished):
