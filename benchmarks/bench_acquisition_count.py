@@ -24,10 +24,11 @@ from pathlib import Path
 
 import numpy as np
 import rasterio
-import yaml
 
 from builtup.config.experiment import Experiment, read_experiment
+from builtup.config.yamlfile import read_yaml
 from builtup.core.bands import STACK, STACK_POLARISATIONS, stack_descriptions, stacked_scenes
+from builtup.core.errors import InputError
 from builtup.core.probability import ENCODINGS, PROB_SCALE, threshold_level
 from builtup.core.scores import scores
 from builtup.deliver.threshold import (
@@ -44,14 +45,18 @@ class Run:
 
     def __init__(self, root: Path, name: str):
         self.root = root
-        config = yaml.safe_load((root / "config/config.yaml").read_text())
-        self.experiment: Experiment = read_experiment(
-            root / f"config/experiments/{name}.yaml", config
-        )
+        try:
+            config = read_yaml(root / "config/config.yaml", "config file of the run")
+            self.experiment: Experiment = read_experiment(
+                root / f"config/experiments/{name}.yaml", config
+            )
+        except InputError as err:
+            sys.exit(str(err))
         thresholds = root / f"results/thresholds/{name}.json"
         if not thresholds.exists():
             sys.exit(f"{thresholds} is missing: run the workflow for {name} first")
         self.thresholds = json.loads(thresholds.read_text())
+        self.cities = sorted(p.stem for p in (root / "results/cities" / name).glob("*.tif"))
 
     def split(self, city: str) -> str:
         return "train" if city in self.thresholds["out_of_fold"] else "test"
@@ -120,13 +125,13 @@ def city_map_from_first(run: Run, city: str, count: int, folder: Path) -> Path:
 
 
 def report(run: Run, city: str, counts: list[int]) -> None:
+    if city not in run.cities:
+        sys.exit(f"{run.experiment.name} has no map of {city}; its cities: {run.cities}")
     stacked = run.experiment.kind == STACK
     if stacked:
         scenes = stack_acquisitions(run.root / f"results/stacks/{city}.tif")
     else:
         scenes = [p.stem for p in run.predictions(city)]
-    if not scenes:
-        sys.exit(f"{run.experiment.name} has no prediction of {city}: run the workflow first")
     counts = counts or list(range(1, len(scenes) + 1))
     if max(counts) > len(scenes) or min(counts) < 1:
         sys.exit(f"{city} has {len(scenes)} acquisitions: counts go from 1 to {len(scenes)}")

@@ -351,6 +351,8 @@ def test_a_city_map_from_fewer_acquisitions_is_scored_as_the_run_scores_it(finis
     result, _ = acquisition_count_table(finished.root, "fusion_demo", "38SLF_Mosul", 3)
     assert result.returncode != 0
     assert "38SLF_Mosul has 2 acquisitions: counts go from 1 to 2" in result.stderr
+    result, _ = acquisition_count_table(finished.root, "fusion_demo", "38RNV_Samawah", 1)
+    assert result.returncode != 0 and "fusion_demo has no map of 38RNV_Samawah" in result.stderr
 
 
 def test_nothing_left_to_do(finished):
