@@ -26,6 +26,7 @@ import numpy as np
 import rasterio
 
 from builtup.config.experiment import Experiment, read_experiment
+from builtup.config.workflow import check_config
 from builtup.config.yamlfile import read_yaml
 from builtup.core.bands import STACK, STACK_POLARISATIONS, stack_descriptions, stacked_scenes
 from builtup.core.errors import InputError
@@ -46,7 +47,8 @@ class Run:
     def __init__(self, root: Path, name: str):
         self.root = root
         try:
-            config = read_yaml(root / "config/config.yaml", "config file of the run")
+            path = root / "config/config.yaml"
+            config = check_config(read_yaml(path, "config file of the run"), str(path))
             self.experiment: Experiment = read_experiment(
                 root / f"config/experiments/{name}.yaml", config
             )
